@@ -1,0 +1,2 @@
+/* placeholder until ctx/ lands */
+typedef int rh_ctx_placeholder;

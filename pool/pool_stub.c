@@ -1,0 +1,1 @@
+typedef int rh_pool_placeholder;

@@ -1,0 +1,286 @@
+/* The per-thread ring: setup with feature fallback, the submit/wait/dispatch iteration,
+ * the provided-buffer ring, the one timeout op that drives the timer wheel, and the
+ * eventfd-backed mailbox other threads post to. */
+#include "uring/loop.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef IORING_SETUP_SUBMIT_ALL
+#define IORING_SETUP_SUBMIT_ALL (1U << 7)
+#endif
+
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* vDSO: no system call */
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* SINGLE_ISSUER: only this thread submits, which lets the kernel skip locking.
+ * DEFER_TASKRUN: completion work runs when we enter the kernel to wait, in a batch, instead
+ * of interrupting us mid-iteration. SUBMIT_ALL: a bad SQE does not strand the ones after it.
+ * Kernels that refuse the pair get COOP_TASKRUN, which still avoids IPIs. */
+static int setup_ring(struct rh_loop *loop, unsigned entries)
+{
+    struct io_uring_params p;
+    memset(&p, 0, sizeof(p));
+    p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER |
+              IORING_SETUP_DEFER_TASKRUN;
+    p.cq_entries = entries * 4;
+    int ret = io_uring_queue_init_params(entries, &loop->ring, &p);
+    if (ret == 0) {
+        loop->defer_taskrun = true;
+        return 0;
+    }
+    if (ret != -EINVAL)
+        return ret;
+    memset(&p, 0, sizeof(p));
+    p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
+    p.cq_entries = entries * 4;
+    loop->defer_taskrun = false;
+    return io_uring_queue_init_params(entries, &loop->ring, &p);
+}
+
+/* liburing 2.3 has no io_uring_setup_buf_ring(): map the ring and the buffers ourselves. */
+static int setup_bufring(struct rh_loop *loop, unsigned count, unsigned size)
+{
+    struct rh_bufring *b = &loop->bufs;
+    size_t ring_bytes = (size_t)count * sizeof(struct io_uring_buf);
+    b->br = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (b->br == MAP_FAILED)
+        return -errno;
+    b->bufs = mmap(NULL, (size_t)count * size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (b->bufs == MAP_FAILED) {
+        munmap(b->br, ring_bytes);
+        return -errno;
+    }
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (uint64_t)(uintptr_t)b->br, .ring_entries = count, .bgid = RH_BUF_GROUP};
+    int ret = io_uring_register_buf_ring(&loop->ring, &reg, 0);
+    if (ret < 0) {
+        munmap(b->bufs, (size_t)count * size);
+        munmap(b->br, ring_bytes);
+        return ret;
+    }
+    io_uring_buf_ring_init(b->br);
+    b->count = count;
+    b->size = size;
+    b->mask = io_uring_buf_ring_mask(count);
+    for (unsigned i = 0; i < count; i++)
+        io_uring_buf_ring_add(b->br, rh_loop_buf(loop, i), size, i, b->mask, i);
+    io_uring_buf_ring_advance(b->br, count);
+    return 0;
+}
+
+static void arm_wake(struct rh_loop *loop)
+{
+    struct io_uring_sqe *sqe = rh_loop_sqe(loop);
+    io_uring_prep_read(sqe, loop->wake_fd, &loop->wake_val, sizeof(loop->wake_val), 0);
+    io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_WAKE, 0, 0));
+    loop->inflight++;
+}
+
+/* Drains the inbox in posting order. Producers push LIFO; reverse once. */
+static void drain_inbox(struct rh_loop *loop)
+{
+    struct rh_msg *list = atomic_exchange_explicit(&loop->inbox, NULL, memory_order_acquire);
+    struct rh_msg *fifo = NULL;
+    while (list) {
+        struct rh_msg *next = list->next;
+        list->next = fifo;
+        fifo = list;
+        list = next;
+    }
+    while (fifo) {
+        struct rh_msg *next = fifo->next;
+        fifo->fn(loop, fifo);
+        fifo = next;
+    }
+}
+
+static void on_wake(struct rh_loop *loop, const struct io_uring_cqe *cqe)
+{
+    rh_loop_op_done(loop);
+    /* Re-arm before draining: a post after the drain then finds an armed read (or a
+     * counter the next read returns at once), so no wake-up is lost. */
+    if (!loop->finishing)
+        arm_wake(loop);
+    drain_inbox(loop);
+}
+
+static void on_timer(struct rh_loop *loop, const struct io_uring_cqe *cqe)
+{
+    rh_loop_op_done(loop);
+    loop->timer_armed = false; /* the wheel is advanced after every iteration anyway */
+}
+
+static void arm_timer(struct rh_loop *loop)
+{
+    static const struct __kernel_timespec tick = {.tv_nsec = RH_WHEEL_TICK_MS * 1000000L};
+    struct io_uring_sqe *sqe = rh_loop_sqe(loop);
+    io_uring_prep_timeout(sqe, (struct __kernel_timespec *)&tick, 0, 0);
+    io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_TIMER, 0, 0));
+    loop->inflight++;
+    loop->timer_armed = true;
+}
+
+int rh_loop_init(struct rh_loop *loop, const struct rh_loop_config *cfg, void *owner)
+{
+    memset(loop, 0, sizeof(*loop));
+    loop->owner = owner;
+    loop->wake_fd = -1;
+    int ret = setup_ring(loop, cfg->sq_entries);
+    if (ret < 0)
+        return ret;
+    ret = setup_bufring(loop, cfg->buf_count, cfg->buf_size);
+    if (ret < 0)
+        goto fail_ring;
+    if (cfg->iowq_workers) {
+        unsigned max[2] = {cfg->iowq_workers, cfg->iowq_workers};
+        io_uring_register_iowq_max_workers(&loop->ring, max); /* best effort */
+    }
+    loop->wake_fd = eventfd(0, EFD_CLOEXEC);
+    if (loop->wake_fd < 0) {
+        ret = -errno;
+        goto fail_ring;
+    }
+    loop->now_ms = monotonic_ms();
+    rh_wheel_init(&loop->wheel, loop->now_ms);
+    rh_loop_on(loop, RH_OP_WAKE, on_wake);
+    rh_loop_on(loop, RH_OP_TIMER, on_timer);
+    arm_wake(loop);
+    return 0;
+fail_ring:
+    io_uring_queue_exit(&loop->ring);
+    return ret;
+}
+
+void rh_loop_fini(struct rh_loop *loop)
+{
+    struct rh_bufring *b = &loop->bufs;
+    io_uring_queue_exit(&loop->ring);
+    if (b->bufs) {
+        munmap(b->bufs, (size_t)b->count * b->size);
+        munmap(b->br, (size_t)b->count * sizeof(struct io_uring_buf));
+    }
+    if (loop->wake_fd >= 0)
+        close(loop->wake_fd);
+}
+
+static void ignore_cqe(struct rh_loop *loop, const struct io_uring_cqe *cqe)
+{
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        rh_loop_op_done(loop);
+}
+
+void rh_loop_on(struct rh_loop *loop, enum rh_op op, rh_cqe_fn fn)
+{
+    loop->handlers[op] = fn;
+}
+
+struct io_uring_sqe *rh_loop_sqe(struct rh_loop *loop)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
+    while (!sqe) {
+        io_uring_submit(&loop->ring);
+        loop->sqes_pending = 0;
+        sqe = io_uring_get_sqe(&loop->ring);
+    }
+    loop->sqes_pending++;
+    return sqe;
+}
+
+void rh_loop_buf_recycle(struct rh_loop *loop, unsigned bid)
+{
+    struct rh_bufring *b = &loop->bufs;
+    io_uring_buf_ring_add(b->br, rh_loop_buf(loop, bid), b->size, bid, b->mask, b->pending);
+    b->pending++;
+}
+
+/* Makes recycled buffers visible to the kernel: one release store per batch. */
+static void publish_buffers(struct rh_loop *loop)
+{
+    if (loop->bufs.pending) {
+        io_uring_buf_ring_advance(loop->bufs.br, (int)loop->bufs.pending);
+        loop->bufs.pending = 0;
+    }
+}
+
+static void dispatch(struct rh_loop *loop, const struct io_uring_cqe *cqe)
+{
+    enum rh_op op = rh_ud_op(cqe->user_data);
+    rh_cqe_fn fn = op < RH_OP_MAX ? loop->handlers[op] : NULL;
+    (fn ? fn : ignore_cqe)(loop, cqe);
+}
+
+static unsigned reap(struct rh_loop *loop)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&loop->ring, head, cqe)
+    {
+        dispatch(loop, cqe);
+        n++;
+    }
+    io_uring_cq_advance(&loop->ring, n);
+    return n;
+}
+
+int rh_loop_run_once(struct rh_loop *loop)
+{
+    publish_buffers(loop);
+    if (loop->wheel.count && !loop->timer_armed)
+        arm_timer(loop);
+    int ret = io_uring_submit_and_wait(&loop->ring, 1);
+    loop->sqes_pending = 0;
+    if (ret < 0 && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN && ret != -ETIME)
+        return ret; /* EBUSY: CQ overflow waiting; we reap below, then retry */
+    loop->now_ms = monotonic_ms();
+    /* Completions dispatched here may queue more; keep reaping while any are there. */
+    while (reap(loop))
+        ;
+    loop->now_ms = monotonic_ms();
+    rh_wheel_advance(&loop->wheel, loop->now_ms);
+    return 0;
+}
+
+void rh_loop_drain(struct rh_loop *loop, unsigned timeout_ms)
+{
+    uint64_t until = monotonic_ms() + timeout_ms;
+    while (loop->inflight > 0 && monotonic_ms() < until) {
+        if (!loop->timer_armed)
+            arm_timer(loop); /* so the wait below cannot outlive the deadline by more than a tick */
+        if (rh_loop_run_once(loop) < 0)
+            break;
+    }
+}
+
+void rh_loop_post(struct rh_loop *loop, struct rh_msg *msg)
+{
+    struct rh_msg *head = atomic_load_explicit(&loop->inbox, memory_order_relaxed);
+    do {
+        msg->next = head;
+    } while (!atomic_compare_exchange_weak_explicit(&loop->inbox, &head, msg,
+                                                    memory_order_release,
+                                                    memory_order_relaxed));
+    if (head == NULL) { /* first of a burst: one write wakes the loop for all of them */
+        uint64_t one = 1;
+        ssize_t n = write(loop->wake_fd, &one, sizeof(one));
+        (void)n; /* only fails when the counter would overflow: the loop is awake then */
+    }
+}
+
+void rh_loop_request_stop(struct rh_loop *loop)
+{
+    atomic_store_explicit(&loop->stop_requested, true, memory_order_release);
+    uint64_t one = 1;
+    ssize_t n = write(loop->wake_fd, &one, sizeof(one));
+    (void)n;
+}
