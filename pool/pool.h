@@ -2,16 +2,21 @@
  *
  * Owns: a fixed set of worker threads sharing one bounded queue, plus "lanes": each lane is
  * one dedicated thread with its own bounded FIFO queue, so tasks of a lane run strictly one at
- * a time, in order, always on the same thread (thread_sensitive).
+ * a time, in order, always on the same thread (thread_sensitive). Every thread and every
+ * queue slot is made at rh_pool_new; nothing is allocated afterwards, so memory does not
+ * grow with load: past the bound, submission fails.
  *
  * Never touches a ring: a finished (or expired, or cancelled) task is handed back exactly
  * once through the delivery function given at creation (the server passes rh_loop_post, so
  * the task's msg.fn then runs on the owning ring's thread).
  *
- * Thread rules: rh_pool_submit*, rh_task_cancel and rh_pool_stats are safe from any thread
- * and never block (no unbounded waits: a full queue fails at once with -EAGAIN).
- * rh_task_check, rh_pool_current_task and rh_task_call_on_owner are for work functions, on
- * the pool thread running the task. */
+ * Thread rules: rh_pool_submit*, rh_task_cancel and rh_pool_get_stats are safe from any thread
+ * and never block (no locks, no unbounded waits: a full queue fails at once with -EAGAIN);
+ * the only system call a submit can make is one futex wake, and only when a pool thread is
+ * parked. rh_task_check, rh_pool_current_task and rh_task_call_on_owner are for work
+ * functions, on the pool thread running the task. rh_pool_new and rh_pool_free are for the
+ * thread that owns the pool, and the owners must keep accepting deliveries until
+ * rh_pool_free has returned (it runs what is queued). */
 #ifndef RH_POOL_POOL_H
 #define RH_POOL_POOL_H
 
@@ -31,73 +36,90 @@ enum rh_task_state {
 
 /* Embedded by the submitter in its own object; the pool allocates nothing per task. The
  * submitter sets msg.fn, work, owner and (optionally) deadline_ns, then submits; from
- * submission until delivery the pool owns the link fields. */
+ * submission until delivery the pool owns the link fields, and after delivery it never
+ * touches the task again, so the owner may free or resubmit it from msg.fn. Submit resets
+ * state, cancel_requested and stop_reason, so a task object can be reused. On an error
+ * return the pool never saw the task (only submitted_ns and expires_ns were written). */
 struct rh_task {
     struct rh_msg msg;               /* delivered to owner; msg.fn runs on the owner's thread */
     void (*work)(struct rh_task *t); /* runs on a pool or lane thread */
     void *owner;                     /* opaque target for the delivery function */
     uint64_t deadline_ns;            /* CLOCK_MONOTONIC; 0: the pool's default timeout */
     uint64_t submitted_ns;           /* set by submit */
-    _Atomic int state;               /* enum rh_task_state */
+    uint64_t expires_ns;             /* set by submit: the deadline in force (deadline_ns, or
+                                      * submitted_ns + timeout_ms), 0: none. Kept apart from
+                                      * deadline_ns so a reused task never inherits the
+                                      * default computed for its previous run. */
+    _Atomic int state;               /* enum rh_task_state; final (release) before delivery */
     atomic_bool cancel_requested;
     int stop_reason;                 /* 0, -ECANCELED or -ETIMEDOUT: what rh_task_check saw */
 };
 
 struct rh_lane_config {
-    const char *name;
-    unsigned queue_cap;
+    const char *name; /* unique, non-empty; copied */
+    unsigned queue_cap; /* exact bound; 0: 1024 */
 };
 
 struct rh_pool_config {
     unsigned threads;    /* worker threads; 0: 2x online CPUs, at least 4 */
-    unsigned queue_cap;  /* shared queue bound; 0: 1024 */
+    unsigned queue_cap;  /* shared queue bound (exact, any value); 0: 1024 */
     unsigned timeout_ms; /* default deadline from submission; 0: none */
     const struct rh_lane_config *lanes;
     unsigned nlanes;
     /* Hands a task back to its owner (e.g. rh_loop_post(owner, msg)). Called once per
-     * accepted task, from a pool thread (or from rh_pool_free for tasks it did not run). */
+     * accepted task, always from a pool or lane thread (rh_pool_free lets them drain their
+     * queues rather than delivering on its own thread). Also carries rh_task_call_on_owner's
+     * messages. Must not block for long. */
     void (*deliver)(void *owner, struct rh_msg *msg);
 };
 
 struct rh_pool_stats {
     uint64_t queued;  /* now waiting */
     uint64_t running; /* now running */
-    uint64_t completed, rejected, expired, cancelled; /* totals */
+    uint64_t completed, rejected, expired, cancelled; /* totals; rejected: queue was full */
 };
 
 struct rh_pool;
 
+/* 0 or -EINVAL (no deliver, a lane without a name, two lanes with one name), -ENOMEM,
+ * or the error of a failed pthread_create (negated). Pool threads block every signal. */
 int rh_pool_new(const struct rh_pool_config *cfg, struct rh_pool **out);
-/* Stops accepting, runs what is queued, joins every thread, frees. */
+/* Stops accepting (submits now fail with -ESHUTDOWN), runs what is queued (expired and
+ * cancelled tasks are still delivered as such), joins every thread, frees. NULL is a no-op. */
 void rh_pool_free(struct rh_pool *pool);
 
-/* 0, -EAGAIN (queue full: answer 503), -ESHUTDOWN (pool stopping). */
+/* 0, -EAGAIN (queue full: answer 503), -ESHUTDOWN (pool stopping), -EINVAL (no work). */
 int rh_pool_submit(struct rh_pool *pool, struct rh_task *t);
 /* Same, on lane `lane` (index from rh_pool_lane_find); -ENOENT for a bad index. */
 int rh_pool_submit_lane(struct rh_pool *pool, int lane, struct rh_task *t);
 /* Lane index by name, or -ENOENT. */
 int rh_pool_lane_find(const struct rh_pool *pool, const char *name);
 unsigned rh_pool_lane_count(const struct rh_pool *pool);
+/* NULL for a bad index. */
 const char *rh_pool_lane_name(const struct rh_pool *pool, unsigned lane);
 
 /* Asks that t not run (client gone). A task not yet started is delivered CANCELLED without
- * running; a running one sees it through rh_task_check. Any thread. */
+ * running; a running one sees it through rh_task_check. Any thread; harmless after delivery
+ * (the next submit clears it). */
 void rh_task_cancel(struct rh_task *t);
 
-/* For work functions: 0 to go on, -ECANCELED if cancelled, -ETIMEDOUT past the deadline.
- * Records the answer in t->stop_reason. */
+/* For work functions: 0 to go on, -ECANCELED if cancelled, -ETIMEDOUT past the deadline
+ * (cancellation wins when both hold). Records the answer in t->stop_reason. */
 int rh_task_check(struct rh_task *t);
 /* The task the calling pool thread is running, or NULL on any other thread. */
 struct rh_task *rh_pool_current_task(void);
 
 /* async_to_sync: from a work function, runs fn(arg) on the task's owner thread (through the
  * delivery function) and blocks this pool thread until it has returned. The message is on
- * this thread's stack, so delivery must not outlive the call. */
+ * this thread's stack, so delivery must not outlive the call. The owner must be running its
+ * loop, or this never returns. */
 void rh_task_call_on_owner(struct rh_task *t, void (*fn)(void *arg), void *arg);
 
-/* lane < 0: the shared pool. */
+/* lane < 0: the shared pool; a bad lane index gives zeros. Each counter is read on its own
+ * (relaxed), so a snapshot taken under load is approximate. */
 void rh_pool_get_stats(const struct rh_pool *pool, int lane, struct rh_pool_stats *out);
 
+/* CLOCK_MONOTONIC in ns: the clock of deadline_ns. */
 uint64_t rh_pool_now_ns(void);
 
 #endif

@@ -1,1 +1,188 @@
-int main(void) { return 0; }
+/* The ringhttp binary: flags -> rh_config, the demo routes, signals -> graceful stop. */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "include/ringhttp.h"
+#include "server/demo.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ringhttp [options]\n"
+            "  --host ADDR          address to listen on (default 127.0.0.1)\n"
+            "  --port N             port (default 8080; 0 picks a free one)\n"
+            "  --threads N          rings, one thread each (default: online CPUs)\n"
+            "  --root DIR           serve static files from DIR\n"
+            "  --max-body BYTES     largest request body (default 1048576)\n"
+            "  --max-header BYTES   largest request head (default 8192)\n"
+            "  --max-conns N        connections per ring (default 16384)\n"
+            "  --header-timeout MS  whole request head (default 10000)\n"
+            "  --body-timeout MS    between body reads (default 30000)\n"
+            "  --idle-timeout MS    keep-alive idle (default 60000)\n"
+            "  --write-timeout MS   stalled send (default 30000)\n"
+            "  --drain-timeout MS   graceful stop (default 10000)\n"
+            "  --quiet              no start-up line\n"
+            "  --help, --version\n");
+}
+
+enum {
+    OPT_HOST = 256, OPT_PORT, OPT_THREADS, OPT_ROOT, OPT_MAX_BODY, OPT_MAX_HEADER,
+    OPT_MAX_CONNS, OPT_HEADER_TO, OPT_BODY_TO, OPT_IDLE_TO, OPT_WRITE_TO, OPT_DRAIN_TO,
+    OPT_QUIET, OPT_HELP, OPT_VERSION,
+};
+
+static const struct option options[] = {
+    {"host", required_argument, 0, OPT_HOST},
+    {"port", required_argument, 0, OPT_PORT},
+    {"threads", required_argument, 0, OPT_THREADS},
+    {"root", required_argument, 0, OPT_ROOT},
+    {"max-body", required_argument, 0, OPT_MAX_BODY},
+    {"max-header", required_argument, 0, OPT_MAX_HEADER},
+    {"max-conns", required_argument, 0, OPT_MAX_CONNS},
+    {"header-timeout", required_argument, 0, OPT_HEADER_TO},
+    {"body-timeout", required_argument, 0, OPT_BODY_TO},
+    {"idle-timeout", required_argument, 0, OPT_IDLE_TO},
+    {"write-timeout", required_argument, 0, OPT_WRITE_TO},
+    {"drain-timeout", required_argument, 0, OPT_DRAIN_TO},
+    {"quiet", no_argument, 0, OPT_QUIET},
+    {"help", no_argument, 0, OPT_HELP},
+    {"version", no_argument, 0, OPT_VERSION},
+    {0, 0, 0, 0},
+};
+
+static int parse_num(const char *s, unsigned long long max, unsigned long long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || v > max || s[0] == '-')
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+struct cli {
+    rh_config cfg;
+    const char *root;
+};
+
+static int apply_option(struct cli *cli, int opt, const char *arg)
+{
+    unsigned long long v = 0;
+    rh_config *c = &cli->cfg;
+    switch (opt) {
+    case OPT_HOST: c->host = arg; return 0;
+    case OPT_ROOT: cli->root = arg; return 0;
+    case OPT_QUIET: c->quiet = true; return 0;
+    default: break;
+    }
+    if (parse_num(arg, opt == OPT_PORT ? 65535 : (opt == OPT_MAX_BODY ? 1ull << 40 : 1u << 31),
+                  &v) < 0)
+        return -EINVAL;
+    switch (opt) {
+    case OPT_PORT: c->port = (uint16_t)v; break;
+    case OPT_THREADS: c->threads = (unsigned)v; break;
+    case OPT_MAX_BODY: c->max_body = (size_t)v; break;
+    case OPT_MAX_HEADER: c->max_header_size = (size_t)v; break;
+    case OPT_MAX_CONNS: c->max_conns = (unsigned)v; break;
+    case OPT_HEADER_TO: c->header_timeout_ms = (unsigned)v; break;
+    case OPT_BODY_TO: c->body_timeout_ms = (unsigned)v; break;
+    case OPT_IDLE_TO: c->idle_timeout_ms = (unsigned)v; break;
+    case OPT_WRITE_TO: c->write_timeout_ms = (unsigned)v; break;
+    case OPT_DRAIN_TO: c->drain_timeout_ms = (unsigned)v; break;
+    default: return -EINVAL;
+    }
+    return 0;
+}
+
+/* 0 to run, 1 to exit 0 (help/version), -1 to exit 2. */
+static int parse_args(int argc, char **argv, struct cli *cli)
+{
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        if (opt == OPT_HELP) {
+            usage(stdout);
+            return 1;
+        }
+        if (opt == OPT_VERSION) {
+            printf("ringhttp %s\n", RH_VERSION);
+            return 1;
+        }
+        if (opt == '?' || apply_option(cli, opt, optarg) < 0) {
+            if (opt != '?')
+                fprintf(stderr, "ringhttp: bad value for --%s: %s\n",
+                        options[opt - OPT_HOST].name, optarg);
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ringhttp: unexpected argument: %s\n", argv[optind]);
+        return -1;
+    }
+    return 0;
+}
+
+static void explain_start_error(int err)
+{
+    fprintf(stderr, "ringhttp: cannot start: %s\n", strerror(-err));
+    if (err == -EPERM || err == -ENOSYS)
+        fprintf(stderr, "ringhttp: io_uring looks disabled here (seccomp, "
+                        "kernel.io_uring_disabled, or an old kernel)\n");
+    else if (err == -ENOMEM)
+        fprintf(stderr, "ringhttp: ring memory refused: raise RLIMIT_MEMLOCK (ulimit -l) or "
+                        "lower --threads\n");
+    else if (err == -EADDRINUSE)
+        fprintf(stderr, "ringhttp: the port is taken; choose another with --port\n");
+}
+
+int main(int argc, char **argv)
+{
+    struct cli cli = {0};
+    rh_config_init(&cli.cfg);
+    int parsed = parse_args(argc, argv, &cli);
+    if (parsed)
+        return parsed > 0 ? 0 : 2;
+
+    /* Signals go to this thread only (sigwait below); ring threads inherit the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    rh_server *srv;
+    int ret = rh_server_new(&cli.cfg, &srv);
+    if (ret < 0) {
+        fprintf(stderr, "ringhttp: bad configuration: %s\n", strerror(-ret));
+        return 2;
+    }
+    ret = demo_routes_add(srv);
+    if (ret == 0)
+        ret = rh_server_start(srv);
+    if (ret < 0) {
+        explain_start_error(ret);
+        rh_server_free(srv);
+        return 1;
+    }
+    if (!cli.cfg.quiet) {
+        printf("ringhttp %s listening on http://%s:%u/ (%u threads)\n", RH_VERSION,
+               cli.cfg.host, rh_server_port(srv), cli.cfg.threads ? cli.cfg.threads : 0);
+        fflush(stdout);
+    }
+    int sig = 0;
+    do {
+        sigwait(&sigs, &sig);
+    } while (sig == SIGHUP);
+    rh_server_stop(srv);
+    ret = rh_server_wait(srv);
+    rh_server_free(srv);
+    return ret < 0 ? 1 : 0;
+}

@@ -235,6 +235,8 @@ static unsigned reap(struct rh_loop *loop)
 
 int rh_loop_run_once(struct rh_loop *loop)
 {
+    if (loop->before_submit)
+        loop->before_submit(loop);
     publish_buffers(loop);
     if (loop->wheel.count && !loop->timer_armed)
         arm_timer(loop);

@@ -74,6 +74,9 @@ struct rh_loop {
     bool defer_taskrun; /* false: set up with the COOP_TASKRUN fallback */
     rh_cqe_fn handlers[RH_OP_MAX];
     void *owner; /* the layer above's per-thread state */
+    /* Runs at the start of every iteration, before buffers are published and SQEs submitted:
+     * where the layer above batches its sends (one send per connection per iteration). */
+    void (*before_submit)(struct rh_loop *loop);
 
     struct rh_bufring bufs;
 

@@ -1,0 +1,130 @@
+/* ringhttp: an io_uring HTTP/1.1 server, as a library.
+ *
+ * One ring per core, each on its own thread with its own SO_REUSEPORT listener. A request is
+ * handled on the ring thread that accepted its connection; handlers must not block (hand
+ * blocking work to the pool with rh_offload, or register the route with rh_route_blocking).
+ *
+ * Conventions: opaque types; functions return 0 or a negative errno value; strings passed in
+ * are copied unless said otherwise; rh_str slices point into the request and stay valid until
+ * the request ends (its response is sent or it is abandoned).
+ *
+ * Thread rules: rh_server_* set-up calls (rh_route, rh_use, ...) before rh_server_start, from
+ * one thread. rh_server_stop from any thread or a signal handler. rh_req_* and rh_resp_* on
+ * the request's ring thread (inside a handler, middleware or done callback), or on the pool
+ * thread while it runs that request's blocking handler. */
+#ifndef RINGHTTP_H
+#define RINGHTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RH_VERSION_STRING "0.1.0"
+
+typedef struct rh_server rh_server;
+typedef struct rh_req rh_req;
+
+/* A byte slice; not NUL-terminated. ptr is NULL when absent. */
+typedef struct rh_str {
+    const char *ptr;
+    size_t len;
+} rh_str;
+
+typedef struct rh_config {
+    const char *host;          /* "127.0.0.1" */
+    uint16_t port;             /* 8080; 0 picks a free port (see rh_server_port) */
+    unsigned threads;          /* rings; 0: one per online CPU */
+    size_t max_body;           /* 413 above; default 1 MiB */
+    size_t max_header_size;    /* request line + headers; 431 above (414 for the URI); 8 KiB */
+    size_t max_uri;            /* 414 above; 4 KiB */
+    unsigned max_headers;      /* 431 above; 64 */
+    unsigned max_conns;        /* per ring; default 16384 */
+    unsigned header_timeout_ms; /* whole request head; 408; default 10 s */
+    unsigned body_timeout_ms;   /* between body reads; 408; default 30 s */
+    unsigned idle_timeout_ms;   /* keep-alive idle; close; default 60 s */
+    unsigned write_timeout_ms;  /* a send that makes no progress; close; default 30 s */
+    unsigned drain_timeout_ms;  /* graceful stop; default 10 s */
+    unsigned pool_threads;      /* 0: 2x CPUs, at least 4 */
+    unsigned pool_queue;        /* 0: 1024 */
+    unsigned pool_timeout_ms;   /* 0: none */
+    unsigned ring_entries;      /* SQ size; default 1024 */
+    unsigned recv_buffers;      /* provided buffers per ring; default 1024 */
+    unsigned recv_buffer_size;  /* default 4096 */
+    bool quiet;                 /* no start-up line on stderr */
+} rh_config;
+
+/* Fills cfg with the defaults above. */
+void rh_config_init(rh_config *cfg);
+
+/* Creates a server (nothing runs yet). */
+int rh_server_new(const rh_config *cfg, rh_server **out);
+/* Stops (if running), waits for the threads and frees everything. */
+void rh_server_free(rh_server *srv);
+
+typedef void (*rh_handler_fn)(rh_req *req, void *udata);
+
+/* Routes: method "GET", "POST", ... or "*" for any. Pattern: exact "/a/b", with parameters
+ * "/users/:id" (read with rh_req_param), or a prefix: a last segment "*", as in "/static/" +
+ * "*" (rh_req_param(req, "*") is the rest). The most specific match wins: static segment > parameter > prefix.
+ * A GET route also answers HEAD (the body is dropped). -EEXIST for a duplicate. */
+int rh_route(rh_server *srv, const char *method, const char *pattern, rh_handler_fn fn,
+             void *udata);
+
+/* Binds the listeners and starts the ring threads; returns once they serve. */
+int rh_server_start(rh_server *srv);
+/* Waits until the server has stopped; returns 0 or the first ring's error. */
+int rh_server_wait(rh_server *srv);
+/* rh_server_start + rh_server_wait. */
+int rh_server_run(rh_server *srv);
+/* Asks every ring to stop: stop accepting, finish in-flight requests within the drain
+ * timeout, close. Returns at once. Any thread; async-signal-safe. */
+void rh_server_stop(rh_server *srv);
+/* The bound port (useful with port 0), valid after rh_server_start. */
+uint16_t rh_server_port(const rh_server *srv);
+
+/* ---- the request ---- */
+rh_str rh_req_method(const rh_req *req); /* "GET" */
+rh_str rh_req_path(const rh_req *req);   /* raw path, without the query */
+rh_str rh_req_query(const rh_req *req);  /* after '?', or empty */
+rh_str rh_req_url(const rh_req *req);    /* raw request target */
+/* First header of that name (case-insensitive), or {NULL, 0}. */
+rh_str rh_req_header(const rh_req *req, const char *name);
+unsigned rh_req_header_count(const rh_req *req);
+/* The i-th header in arrival order; 0 or -ERANGE. */
+int rh_req_header_at(const rh_req *req, unsigned i, rh_str *name, rh_str *value);
+/* Path parameter of the matched route ("id" for "/users/:id", "*" for a prefix route). */
+rh_str rh_req_param(const rh_req *req, const char *name);
+/* Raw value of a query parameter (not percent-decoded); 0 or -ENOENT. */
+int rh_req_query_param(const rh_req *req, const char *name, rh_str *out);
+rh_str rh_req_body(const rh_req *req);
+int rh_req_http_minor(const rh_req *req); /* 0 or 1 */
+/* The peer's address as text ("127.0.0.1"); valid until the request ends. */
+const char *rh_req_peer(const rh_req *req);
+
+/* ---- the response ---- */
+/* Adds a response header. -EINVAL for a name that is not a token or a value with CR, LF or
+ * NUL (no response splitting); -EALREADY once the head is sent. */
+int rh_resp_header(rh_req *req, const char *name, const char *value);
+/* Sends a whole response; body is copied. content_type may be NULL (no Content-Type).
+ * Ends the request. -EALREADY if it was answered already. */
+int rh_respond(rh_req *req, int status, const char *content_type, const void *body,
+               size_t len);
+/* Streaming: sends the head with chunked encoding (close-delimited for HTTP/1.0), then
+ * rh_resp_write chunks, then rh_resp_end. Output is buffered and sent from the ring. */
+int rh_resp_start(rh_req *req, int status, const char *content_type);
+int rh_resp_write(rh_req *req, const void *data, size_t len);
+int rh_resp_end(rh_req *req);
+/* Whether the request has been answered (rh_respond or rh_resp_start). */
+bool rh_resp_started(const rh_req *req);
+
+/* The reason phrase for a status code ("Not Found"), or "Unknown". */
+const char *rh_status_reason(int status);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

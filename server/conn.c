@@ -1,0 +1,560 @@
+/* Connections: accept, multishot recv into the connection's input buffer, the send path
+ * (one send per connection per loop iteration, covering every response queued), timers,
+ * and the close sequence (cancel -> wait for in-flight ops -> close fd -> free slot). */
+#include <errno.h>
+#include <mimalloc.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "server/internal.h"
+
+static struct rh_worker *loop_worker(struct rh_loop *loop) { return loop->owner; }
+
+/* The slot a completion names, or NULL if it is stale (the slot was freed and reused). */
+static struct rh_conn *conn_of(struct rh_worker *w, uint64_t ud)
+{
+    uint32_t idx = rh_ud_idx(ud);
+    if (idx >= w->srv->cfg.max_conns)
+        return NULL;
+    struct rh_conn *c = &w->conns[idx];
+    return (conn_live(c) && (c->gen & 0xffffff) == rh_ud_gen(ud)) ? c : NULL;
+}
+
+static uint64_t conn_ud(const struct rh_conn *c, enum rh_op op)
+{
+    return rh_ud_make(op, c->idx, c->gen);
+}
+
+/* ---- input buffers ---- */
+
+static char *in_block_get(struct rh_worker *w)
+{
+    char *b = w->free_in;
+    if (b) {
+        w->free_in = *(char **)b;
+        return b;
+    }
+    return mi_malloc(RH_IN_BLOCK); /* owner: a connection, then the worker's free list */
+}
+
+static void in_block_put(struct rh_worker *w, char *b)
+{
+    *(char **)b = w->free_in;
+    w->free_in = b;
+}
+
+/* Where compaction may start: the live request's head while it is still referenced. A
+ * request reading its body has its head copied out first, so a large body streams through. */
+static const char *keep_from(struct rh_conn *c)
+{
+    struct rh_req *r = c->req;
+    const char *parsed = c->in + c->in_off;
+    if (!r || !r->base || r->head_copy)
+        return parsed;
+    if (c->phase == PH_BODY && !(r->flags & R_BODY_INLINE)) {
+        req_detach_head(r);
+        return parsed;
+    }
+    return r->base;
+}
+
+static void compact_input(struct rh_conn *c)
+{
+    const char *from = keep_from(c);
+    uint32_t drop = (uint32_t)(from - c->in);
+    if (drop == 0)
+        return;
+    memmove(c->in, from, c->in_len - drop);
+    c->in_len -= drop;
+    c->in_off -= drop;
+    if (c->req && c->req->base && !c->req->head_copy)
+        c->req->base -= drop;
+}
+
+/* Copies n bytes into the input buffer if they fit (compacting first if needed). */
+static bool input_append(struct rh_conn *c, const char *data, uint32_t n)
+{
+    if (!c->in)
+        c->in = in_block_get(c->w);
+    if (c->in_len + n > RH_IN_BLOCK)
+        compact_input(c);
+    if (c->in_len + n > RH_IN_BLOCK)
+        return false;
+    memcpy(c->in + c->in_len, data, n);
+    c->in_len += n;
+    return true;
+}
+
+static void hold_buffer(struct rh_conn *c, unsigned bid, uint32_t len)
+{
+    struct rh_worker *w = c->w;
+    w->held_next[bid] = RH_NO_BUF;
+    w->held_len[bid] = len;
+    if (c->held_tail == RH_NO_BUF)
+        c->held_head = (uint16_t)bid;
+    else
+        w->held_next[c->held_tail] = (uint16_t)bid;
+    c->held_tail = (uint16_t)bid;
+    c->nheld++;
+}
+
+/* Moves held provided buffers into the input buffer while they fit, in arrival order. */
+static void drain_held(struct rh_conn *c)
+{
+    struct rh_worker *w = c->w;
+    while (c->held_head != RH_NO_BUF) {
+        unsigned bid = c->held_head;
+        if (!input_append(c, rh_loop_buf(&w->loop, bid), w->held_len[bid]))
+            return;
+        c->held_head = w->held_next[bid];
+        if (c->held_head == RH_NO_BUF)
+            c->held_tail = RH_NO_BUF;
+        c->nheld--;
+        rh_loop_buf_recycle(&w->loop, bid);
+    }
+}
+
+static void drop_held(struct rh_conn *c)
+{
+    while (c->held_head != RH_NO_BUF) {
+        unsigned bid = c->held_head;
+        c->held_head = c->w->held_next[bid];
+        rh_loop_buf_recycle(&c->w->loop, bid);
+    }
+    c->held_tail = RH_NO_BUF;
+    c->nheld = 0;
+}
+
+/* ---- timers ---- */
+
+static void conn_arm_timer(struct rh_conn *c, unsigned ms)
+{
+    rh_loop_timer_arm(&c->w->loop, &c->timer, ms);
+}
+
+static void conn_on_timer(struct rh_timer *t)
+{
+    struct rh_conn *c = (struct rh_conn *)((char *)t - offsetof(struct rh_conn, timer));
+    if (c->flags & C_CLOSING)
+        return;
+    if (c->flags & C_SEND_INFLIGHT) { /* no progress for write_timeout: give up */
+        conn_close(c);
+        return;
+    }
+    switch (c->phase) {
+    case PH_HEAD:
+    case PH_BODY:
+        conn_fail(c, 408);
+        return;
+    case PH_HANDLER:
+        return;
+    case PH_IDLE:
+    case PH_LINGER:
+        conn_close(c);
+        return;
+    }
+}
+
+/* ---- recv ---- */
+
+static void arm_recv(struct rh_conn *c)
+{
+    struct io_uring_sqe *sqe = rh_loop_sqe(&c->w->loop);
+    io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = RH_BUF_GROUP;
+    io_uring_sqe_set_data64(sqe, conn_ud(c, RH_OP_RECV));
+    c->w->loop.inflight++;
+    c->flags |= C_RECV_ARMED;
+    c->flags &= ~(C_WANT_RECV | C_READ_STOPPED);
+}
+
+static void cancel_ops(struct rh_conn *c)
+{
+    struct io_uring_sqe *sqe = rh_loop_sqe(&c->w->loop);
+    io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_IGNORE, 0, 0));
+    c->w->loop.inflight++;
+}
+
+/* Too much input waiting while a handler runs: stop reading (back-pressure, no data lost). */
+static void stop_reading(struct rh_conn *c)
+{
+    if (!(c->flags & C_RECV_ARMED) || (c->flags & C_READ_STOPPED))
+        return;
+    struct io_uring_sqe *sqe = rh_loop_sqe(&c->w->loop);
+    io_uring_prep_cancel64(sqe, conn_ud(c, RH_OP_RECV), 0);
+    io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_IGNORE, 0, 0));
+    c->w->loop.inflight++;
+    c->flags |= C_READ_STOPPED;
+}
+
+static void conn_take_input(struct rh_conn *c, unsigned bid, uint32_t n)
+{
+    struct rh_worker *w = c->w;
+    if (c->phase == PH_LINGER) {
+        rh_loop_buf_recycle(&w->loop, bid);
+        return;
+    }
+    if (c->held_head == RH_NO_BUF && input_append(c, rh_loop_buf(&w->loop, bid), n)) {
+        rh_loop_buf_recycle(&w->loop, bid);
+        return;
+    }
+    hold_buffer(c, bid, n);
+    if (c->nheld >= 4)
+        stop_reading(c);
+}
+
+static void conn_finish_close(struct rh_conn *c);
+
+static void on_recv(struct rh_loop *loop, const struct io_uring_cqe *cqe)
+{
+    struct rh_worker *w = loop_worker(loop);
+    struct rh_conn *c = conn_of(w, cqe->user_data);
+    bool final = !(cqe->flags & IORING_CQE_F_MORE);
+    if (final)
+        rh_loop_op_done(loop);
+    if (!c) {
+        if (cqe->flags & IORING_CQE_F_BUFFER)
+            rh_loop_buf_recycle(loop, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        return;
+    }
+    if (final)
+        c->flags &= ~C_RECV_ARMED;
+    if (cqe->res > 0) {
+        unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+        if (c->flags & C_CLOSING)
+            rh_loop_buf_recycle(loop, bid);
+        else
+            conn_take_input(c, bid, (uint32_t)cqe->res);
+    } else if (cqe->res == 0) {
+        c->flags |= C_PEER_EOF;
+    } else if (cqe->res != -ENOBUFS && cqe->res != -ECANCELED) {
+        if (!(c->flags & C_CLOSING))
+            conn_close(c);
+    }
+    if (c->flags & C_CLOSING) {
+        conn_finish_close(c);
+        return;
+    }
+    if (c->phase == PH_LINGER && (c->flags & C_PEER_EOF)) {
+        conn_close(c);
+        return;
+    }
+    if (c->phase == PH_BODY && cqe->res > 0)
+        conn_arm_timer(c, w->srv->cfg.body_timeout_ms);
+    conn_process(c);
+    if (final && !(c->flags & (C_CLOSING | C_PEER_EOF | C_READ_STOPPED)))
+        conn_mark_dirty(c), c->flags |= C_WANT_RECV; /* ENOBUFS or a spent multishot */
+}
+
+/* ---- send ---- */
+
+static void submit_send(struct rh_conn *c)
+{
+    struct rh_obuf *b = &c->wbuf;
+    struct io_uring_sqe *sqe = rh_loop_sqe(&c->w->loop);
+    io_uring_prep_send(sqe, c->fd, b->data + b->sent, b->len - b->sent, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, conn_ud(c, RH_OP_SEND));
+    c->w->loop.inflight++;
+    c->flags |= C_SEND_INFLIGHT;
+    conn_arm_timer(c, c->w->srv->cfg.write_timeout_ms);
+}
+
+/* Starts a send of everything queued, unless one is already outstanding. */
+static void conn_flush(struct rh_conn *c)
+{
+    if ((c->flags & C_SEND_INFLIGHT) || c->pbuf.len == 0)
+        return;
+    struct rh_obuf spare = c->wbuf; /* empty, maybe with capacity: reuse it */
+    c->wbuf = c->pbuf;
+    c->pbuf = spare;
+    c->pbuf.len = c->pbuf.sent = 0;
+    submit_send(c);
+}
+
+static void enter_linger(struct rh_conn *c)
+{
+    c->phase = PH_LINGER;
+    drop_held(c);
+    struct io_uring_sqe *sqe = rh_loop_sqe(&c->w->loop);
+    io_uring_prep_shutdown(sqe, c->fd, SHUT_WR);
+    io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_IGNORE, 0, 0));
+    c->w->loop.inflight++;
+    conn_arm_timer(c, RH_LINGER_MS);
+    if (c->flags & C_PEER_EOF)
+        conn_close(c);
+    else if (!(c->flags & C_RECV_ARMED))
+        arm_recv(c);
+}
+
+/* Output is all sent: close, linger, or wait for the next request. */
+static void conn_on_drained(struct rh_conn *c)
+{
+    struct rh_worker *w = c->w;
+    if (c->flags & C_CLOSE_AFTER_SEND) {
+        enter_linger(c);
+        return;
+    }
+    if (c->req)
+        return; /* a streaming response or a handler still running */
+    if ((c->flags & C_PEER_EOF) && c->in_off == c->in_len) {
+        conn_close(c);
+        return;
+    }
+    obuf_release(w, &c->wbuf);
+    obuf_release(w, &c->pbuf);
+    if (c->in_len == c->in_off && c->phase == PH_IDLE)
+        conn_arm_timer(c, w->srv->cfg.idle_timeout_ms);
+}
+
+static void on_send(struct rh_loop *loop, const struct io_uring_cqe *cqe)
+{
+    rh_loop_op_done(loop);
+    struct rh_conn *c = conn_of(loop_worker(loop), cqe->user_data);
+    if (!c)
+        return;
+    c->flags &= ~C_SEND_INFLIGHT;
+    if (c->flags & C_CLOSING) {
+        conn_finish_close(c);
+        return;
+    }
+    if (cqe->res < 0) {
+        conn_close(c);
+        return;
+    }
+    c->wbuf.sent += (uint32_t)cqe->res;
+    if (c->wbuf.sent < c->wbuf.len) { /* short write: the rest, at once */
+        submit_send(c);
+        return;
+    }
+    c->wbuf.len = c->wbuf.sent = 0;
+    rh_timer_cancel(&loop->wheel, &c->timer);
+    if (c->pbuf.len) {
+        conn_flush(c);
+        return;
+    }
+    conn_on_drained(c);
+    if (!(c->flags & C_CLOSING) && c->phase != PH_LINGER)
+        conn_process(c); /* held input may be waiting for room that output just freed */
+}
+
+void conn_mark_dirty(struct rh_conn *c)
+{
+    if (c->flags & C_DIRTY)
+        return;
+    c->flags |= C_DIRTY;
+    c->dirty_next = c->w->dirty;
+    c->w->dirty = c;
+}
+
+/* Before each submit: one send per connection with output, recv re-arms, date refresh. */
+void worker_flush(struct rh_loop *loop)
+{
+    struct rh_worker *w = loop_worker(loop);
+    worker_refresh_date(w);
+    while (w->dirty) {
+        struct rh_conn *c = w->dirty;
+        w->dirty = c->dirty_next;
+        c->flags &= ~C_DIRTY;
+        if (c->flags & C_CLOSING)
+            continue;
+        if ((c->flags & C_WANT_RECV) && !(c->flags & C_RECV_ARMED))
+            arm_recv(c);
+        conn_flush(c);
+        if (!(c->flags & C_SEND_INFLIGHT) && c->pbuf.len == 0 && !(c->flags & C_CLOSING) &&
+            c->phase != PH_LINGER)
+            conn_on_drained(c);
+    }
+}
+
+/* ---- request boundaries ---- */
+
+void conn_request_done(struct rh_conn *c)
+{
+    c->flags &= ~C_PAUSED;
+    c->requests++;
+    c->phase = PH_IDLE;
+    conn_mark_dirty(c);
+    if (!(c->flags & C_PROCESSING))
+        conn_process(c); /* answered later than dispatch: resume pipelined input */
+}
+
+void conn_fail(struct rh_conn *c, int status)
+{
+    if (c->flags & (C_CLOSING | C_CLOSE_AFTER_SEND))
+        return;
+    struct rh_req *r = c->req;
+    if (!r)
+        r = c->req = req_acquire(c->w, c);
+    if ((r->flags & R_RESP_STARTED) || resp_error(r, status) < 0) {
+        conn_close(c); /* mid-response: nothing valid can follow */
+        return;
+    }
+}
+
+/* Parses what is buffered, as far as handlers allow; drains held input as room appears. */
+void conn_process(struct rh_conn *c)
+{
+    if (c->flags & (C_PROCESSING | C_CLOSING))
+        return;
+    c->flags |= C_PROCESSING;
+    for (;;) {
+        drain_held(c);
+        if (c->flags & (C_PAUSED | C_CLOSE_AFTER_SEND | C_CLOSING) || c->phase == PH_LINGER)
+            break;
+        if (c->in_off == c->in_len)
+            break;
+        int status = parse_execute(c);
+        if (status > 0)
+            conn_fail(c, status);
+    }
+    c->flags &= ~C_PROCESSING;
+    if (c->flags & C_CLOSING)
+        return;
+    if (!c->req && c->in_off == c->in_len && c->in && c->held_head == RH_NO_BUF) {
+        in_block_put(c->w, c->in); /* idle: give the buffer back */
+        c->in = NULL;
+        c->in_len = c->in_off = 0;
+    }
+    if ((c->flags & C_READ_STOPPED) && c->held_head == RH_NO_BUF && !(c->flags & C_PEER_EOF)) {
+        c->flags |= C_WANT_RECV;
+        conn_mark_dirty(c);
+    }
+    if ((c->flags & C_PEER_EOF) && !c->req && c->in_off == c->in_len &&
+        !(c->flags & C_SEND_INFLIGHT) && c->pbuf.len == 0 && c->phase != PH_LINGER)
+        conn_close(c);
+}
+
+/* ---- open and close ---- */
+
+static void conn_open(struct rh_worker *w, int fd)
+{
+    uint32_t idx = w->free_idx[--w->free_top];
+    struct rh_conn *c = &w->conns[idx];
+    uint32_t gen = c->gen + 1;
+    if ((gen & 0xffffff) == 0)
+        gen++; /* generation 0 marks a slot never used */
+    memset(c, 0, sizeof(*c));
+    c->w = w;
+    c->fd = fd;
+    c->idx = idx;
+    c->gen = gen;
+    c->phase = PH_IDLE;
+    c->held_head = c->held_tail = RH_NO_BUF;
+    c->timer.fn = conn_on_timer;
+    parse_conn_init(c);
+    w->open_conns++;
+    arm_recv(c);
+    conn_arm_timer(c, w->srv->cfg.header_timeout_ms);
+}
+
+void conn_close(struct rh_conn *c)
+{
+    if (c->flags & C_CLOSING)
+        return;
+    c->flags |= C_CLOSING;
+    rh_timer_cancel(&c->w->loop.wheel, &c->timer);
+    drop_held(c);
+    if (c->flags & (C_RECV_ARMED | C_SEND_INFLIGHT))
+        cancel_ops(c);
+    conn_finish_close(c);
+}
+
+/* Completes a close once no op of ours references the fd or the buffers. */
+static void conn_finish_close(struct rh_conn *c)
+{
+    struct rh_worker *w = c->w;
+    if (c->flags & (C_RECV_ARMED | C_SEND_INFLIGHT))
+        return;
+    if (c->req) {
+        struct rh_req *r = c->req;
+        c->req = NULL;
+        if (c->flags & C_PAUSED) {
+            r->conn = NULL; /* its handler still runs: it ends the orphan */
+            req_detach_head(r);
+        } else {
+            req_end(r);
+        }
+    }
+    struct io_uring_sqe *sqe = rh_loop_sqe(&w->loop);
+    io_uring_prep_close(sqe, c->fd);
+    io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_IGNORE, 0, 0));
+    w->loop.inflight++;
+    if (c->in)
+        in_block_put(w, c->in);
+    obuf_release(w, &c->wbuf);
+    obuf_release(w, &c->pbuf);
+    c->in = NULL;
+    c->fd = -1;
+    w->free_idx[w->free_top++] = c->idx;
+    w->open_conns--;
+}
+
+/* ---- accept ---- */
+
+void conn_arm_accept(struct rh_worker *w)
+{
+    struct io_uring_sqe *sqe = rh_loop_sqe(&w->loop);
+    io_uring_prep_multishot_accept(sqe, w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_ACCEPT, 0, 0));
+    w->loop.inflight++;
+    w->accept_armed = true;
+}
+
+static void accept_retry(struct rh_timer *t);
+
+static void on_accept(struct rh_loop *loop, const struct io_uring_cqe *cqe)
+{
+    struct rh_worker *w = loop_worker(loop);
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+        rh_loop_op_done(loop);
+        w->accept_armed = false;
+    }
+    if (cqe->res >= 0) {
+        if (w->draining || w->free_top == 0)
+            close(cqe->res); /* over the connection limit: refuse rather than fail later */
+        else
+            conn_open(w, cqe->res);
+    }
+    if (w->accept_armed || w->draining || w->listen_fd < 0)
+        return;
+    if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOMEM ||
+        cqe->res == -ENOBUFS) {
+        w->accept_timer.fn = accept_retry; /* back off instead of spinning */
+        rh_loop_timer_arm(loop, &w->accept_timer, 100);
+        return;
+    }
+    conn_arm_accept(w);
+}
+
+static void accept_retry(struct rh_timer *t)
+{
+    struct rh_worker *w = (struct rh_worker *)((char *)t - offsetof(struct rh_worker, accept_timer));
+    if (!w->accept_armed && !w->draining && w->listen_fd >= 0)
+        conn_arm_accept(w);
+}
+
+void conn_register_ops(struct rh_loop *loop)
+{
+    rh_loop_on(loop, RH_OP_ACCEPT, on_accept);
+    rh_loop_on(loop, RH_OP_RECV, on_recv);
+    rh_loop_on(loop, RH_OP_SEND, on_send);
+    loop->before_submit = worker_flush;
+}
+
+/* Graceful stop: idle connections go now; busy ones finish their request, then close. */
+void worker_close_all(struct rh_worker *w, bool idle_only)
+{
+    for (uint32_t i = 0; i < w->srv->cfg.max_conns; i++) {
+        struct rh_conn *c = &w->conns[i];
+        if (!conn_live(c) || (c->flags & C_CLOSING))
+            continue;
+        bool idle = c->phase == PH_IDLE && !c->req && c->in_off == c->in_len &&
+                    !(c->flags & C_SEND_INFLIGHT) && c->pbuf.len == 0;
+        if (!idle_only || idle)
+            conn_close(c);
+    }
+}

@@ -1,0 +1,243 @@
+/* server/: HTTP/1.1 on top of uring/.
+ *
+ * Owns: the server object and its ring threads (workers), listeners, connections (a slab per
+ * worker, indexed by a small integer), the llhttp glue, requests (pooled per worker), the
+ * router, and the response writer.
+ *
+ * The data path reads top to bottom: completion (conn.c) -> connection input (conn.c) ->
+ * parser (parse.c) -> request (request.c) -> router and handler (router.c) -> response
+ * (response.c) -> send (conn.c).
+ *
+ * Thread rules: a worker's connections and requests are touched only by that worker's
+ * thread; a blocking handler's request is lent to one pool thread while it runs. Nothing
+ * here is shared between workers except the read-only server configuration and routes. */
+#ifndef RH_SERVER_INTERNAL_H
+#define RH_SERVER_INTERNAL_H
+
+#include <llhttp.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "include/ringhttp.h"
+#include "uring/loop.h"
+
+#define RH_MAX_HEADERS_CAP 128 /* hard cap on rh_config.max_headers */
+#define RH_MAX_PARAMS 8
+#define RH_IN_BLOCK 16384u  /* connection input buffer; > max_header_size + one recv */
+#define RH_OUT_BLOCK 16384u /* connection output buffer, first size */
+#define RH_NO_BUF 0xffffu
+#define RH_LINGER_MS 1500u
+
+struct rh_route_node;
+
+/* A span of the request's bytes, relative to req->base (which moves when the connection's
+ * input buffer is compacted or the head is copied out, so offsets stay valid). */
+struct rh_slice {
+    uint32_t off, len;
+};
+
+struct rh_hdr {
+    struct rh_slice name, value;
+};
+
+/* An output buffer. A block of RH_OUT_BLOCK comes from the worker's free list; larger ones
+ * from mimalloc. Owner: the connection, until released when the connection goes idle. */
+struct rh_obuf {
+    char *data;
+    uint32_t len, cap, sent;
+};
+
+enum rh_phase {
+    PH_IDLE,    /* between requests: idle (keep-alive) timer */
+    PH_HEAD,    /* reading a request head: header timer */
+    PH_BODY,    /* reading a body: body timer, re-armed on progress */
+    PH_HANDLER, /* dispatched, not answered: no timer of ours */
+    PH_LINGER,  /* answered with close: write shut, draining input briefly */
+};
+
+enum rh_conn_flag {
+    C_RECV_ARMED = 1u << 0,     /* multishot recv outstanding */
+    C_SEND_INFLIGHT = 1u << 1,  /* a send outstanding (wbuf is the kernel's) */
+    C_CLOSING = 1u << 2,        /* close started: waiting for ops, then free */
+    C_CLOSE_AFTER_SEND = 1u << 3, /* answer queued, then shut write and linger */
+    C_PAUSED = 1u << 4,         /* a request is with its handler: parse no further */
+    C_READ_STOPPED = 1u << 5,   /* recv cancelled for back-pressure (held buffers) */
+    C_PEER_EOF = 1u << 6,       /* the peer shut its write side */
+    C_PROCESSING = 1u << 7,     /* inside conn_process (reentrancy guard) */
+    C_DIRTY = 1u << 8,          /* on the worker's flush list */
+    C_WANT_RECV = 1u << 9,      /* re-arm recv at the next flush */
+};
+
+struct rh_conn {
+    struct rh_worker *w;
+    int fd;
+    uint32_t idx, gen;
+    uint32_t flags;
+    enum rh_phase phase;
+    llhttp_t parser;
+    struct rh_req *req; /* the request being read or handled (at most one: see C_PAUSED) */
+
+    char *in; /* RH_IN_BLOCK from the worker's free list while bytes are pending */
+    uint32_t in_len, in_off; /* bytes held / bytes given to the parser */
+    uint16_t held_head, held_tail, nheld; /* provided buffers waiting for room in `in` */
+
+    struct rh_obuf wbuf; /* being sent (the kernel's while C_SEND_INFLIGHT) */
+    struct rh_obuf pbuf; /* being filled by responses */
+
+    struct rh_timer timer;
+    struct rh_conn *dirty_next;
+    uint32_t requests; /* served on this connection */
+};
+
+/* Request flags. */
+enum rh_req_flag {
+    R_FIELD_OPEN = 1u << 0,  /* inside a header name */
+    R_VALUE_OPEN = 1u << 1,  /* inside a header value */
+    R_HEADERS_DONE = 1u << 2,
+    R_BODY_INLINE = 1u << 3, /* body is one slice of the head buffer */
+    R_KEEP_ALIVE = 1u << 4,
+    R_HEAD = 1u << 5,        /* HEAD: send no body */
+    R_RESP_STARTED = 1u << 6,
+    R_RESP_CHUNKED = 1u << 7,
+    R_RESP_CLOSE_DELIMITED = 1u << 8,
+    R_EXPECT_CONTINUE = 1u << 9,
+    R_CHUNKED = 1u << 10,
+};
+
+/* Pooled per worker; owned by its connection while attached (conn->req), and by whoever
+ * completes it once the connection is gone (req->conn == NULL: an orphan whose answer is
+ * dropped). Ends in req_end(), which returns it to the worker's free list. */
+struct rh_req {
+    struct rh_worker *w;
+    struct rh_conn *conn;
+    struct rh_req *next_free;
+    uint32_t flags;
+    int err_status; /* set by a parser callback that fails the request */
+
+    const char *base;  /* start of the request head (in conn->in, or head_copy) */
+    char *head_copy;   /* owned copy of the head once detached (mimalloc) */
+    struct rh_slice method, url;
+    uint32_t path_len;
+    uint8_t method_id, http_minor;
+    uint8_t host_count, nparams;
+    uint16_t nheaders;
+    struct rh_hdr headers[RH_MAX_HEADERS_CAP];
+    struct {
+        const char *name; /* the route's, static */
+        struct rh_slice value;
+    } params[RH_MAX_PARAMS];
+
+    uint64_t content_length; /* as declared, when not chunked */
+    struct rh_slice body_inline;
+    char *body_buf; /* owned (mimalloc) when the body came in pieces */
+    size_t body_len, body_cap;
+
+    /* Extra response headers ("Name: value\r\n"...), added before the head is sent. */
+    char *xhdr;
+    uint32_t xhdr_len, xhdr_cap;
+    char xhdr_small[192];
+
+    uint64_t started_ms;
+    char peer[48];
+};
+
+struct rh_worker {
+    struct rh_loop loop;
+    struct rh_server *srv;
+    unsigned id;
+    pthread_t thread;
+    int listen_fd;
+    int error; /* why the thread ended, -errno */
+    bool accept_armed;
+    struct rh_timer accept_timer; /* back-off after EMFILE and friends */
+    bool draining;
+    uint64_t drain_deadline_ms;
+
+    struct rh_conn *conns; /* max_conns slots (mmap: pages are touched as used) */
+    uint32_t *free_idx, free_top;
+    unsigned open_conns;
+
+    struct rh_conn *dirty; /* connections with output or a recv to arm this iteration */
+    struct rh_req *free_reqs;
+    char *free_in, *free_out; /* free lists of RH_IN_BLOCK / RH_OUT_BLOCK blocks */
+    uint16_t *held_next;     /* per provided buffer: next in a connection's held list */
+    uint32_t *held_len;
+
+    char date_line[48]; /* "Date: ...\r\n", refreshed once per second */
+    uint32_t date_len;
+    int64_t date_sec;
+};
+
+struct rh_route_entry {
+    char method[16]; /* "*" for any */
+    rh_handler_fn fn;
+    void *udata;
+    bool blocking;
+    struct rh_route_entry *next;
+};
+
+struct rh_server {
+    rh_config cfg;
+    struct rh_route_node *routes;
+    struct rh_worker *workers;
+    unsigned nworkers;
+    uint16_t bound_port;
+    atomic_bool stopping;
+    atomic_uint running;
+    pthread_mutex_t start_lock;
+    pthread_cond_t start_cond;
+    unsigned started;
+    bool threads_live;
+};
+
+/* A slot in use. Slots never used are all zero (their pages untouched), freed ones have
+ * fd -1; generation 0 is never handed out. */
+static inline bool conn_live(const struct rh_conn *c) { return c->gen != 0 && c->fd >= 0; }
+
+/* conn.c */
+void conn_register_ops(struct rh_loop *loop);
+void conn_mark_dirty(struct rh_conn *c);
+void conn_request_done(struct rh_conn *c); /* the current request ended: resume input */
+void conn_process(struct rh_conn *c);
+void conn_fail(struct rh_conn *c, int status); /* answer status, then close */
+void conn_close(struct rh_conn *c);
+void worker_flush(struct rh_loop *loop);
+void worker_close_all(struct rh_worker *w, bool idle_only);
+void conn_arm_accept(struct rh_worker *w);
+
+/* parse.c */
+void parse_conn_init(struct rh_conn *c);
+int parse_execute(struct rh_conn *c); /* parses from c->in_off; see parse.c */
+int parse_error_status(struct rh_conn *c, int err);
+
+/* request.c */
+struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c);
+void req_end(struct rh_req *req); /* returns it to the pool; detaches from conn */
+void req_dispatch(struct rh_req *req);
+void req_detach_head(struct rh_req *req);
+static inline const char *req_ptr(const struct rh_req *req, struct rh_slice s)
+{
+    return req->base + s.off;
+}
+
+/* response.c */
+int resp_error(struct rh_req *req, int status); /* a canned error page, Connection: close */
+void resp_write_raw(struct rh_conn *c, const char *data, size_t len);
+void obuf_release(struct rh_worker *w, struct rh_obuf *b);
+char *obuf_reserve(struct rh_worker *w, struct rh_obuf *b, size_t n);
+void worker_refresh_date(struct rh_worker *w);
+size_t rh_fmt_u64(char *out, uint64_t v);
+
+/* router.c */
+struct rh_route_node *router_new(void);
+void router_free(struct rh_route_node *root);
+int router_add(struct rh_route_node *root, const char *method, const char *pattern,
+               rh_handler_fn fn, void *udata, bool blocking);
+/* Finds the entry for method+path and fills req->params. NULL with *allowed filled ("GET,
+ * POST") and *status 405 when the path exists under other methods, or *status 404. */
+const struct rh_route_entry *router_match(const struct rh_route_node *root, struct rh_req *req,
+                                          int *status, char *allowed, size_t allowed_len);
+
+#endif

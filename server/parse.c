@@ -1,0 +1,320 @@
+/* llhttp glue: callbacks record the request as slices of the connection's input buffer (no
+ * per-header allocation), enforce the limits, and pause the parser at each message end so the
+ * handler runs outside llhttp. Errors become HTTP statuses here and nowhere else. */
+#include <errno.h>
+#include <mimalloc.h>
+#include <string.h>
+#include <strings.h>
+
+#include "server/internal.h"
+
+static struct rh_conn *conn_of_parser(llhttp_t *p) { return p->data; }
+
+static int fail(struct rh_req *r, int status)
+{
+    r->err_status = status;
+    return HPE_USER;
+}
+
+/* The offset of `at` in the request, fixing the base on the first byte we see. */
+static uint32_t req_off(struct rh_req *r, const char *at)
+{
+    if (!r->base)
+        r->base = at;
+    return (uint32_t)(at - r->base);
+}
+
+/* Spans may arrive in pieces (a recv boundary); pieces are contiguous in the buffer. */
+static void span_extend(struct rh_req *r, struct rh_slice *s, const char *at, size_t len)
+{
+    if (s->len == 0)
+        s->off = req_off(r, at);
+    s->len += (uint32_t)len;
+}
+
+static int on_message_begin(llhttp_t *p)
+{
+    struct rh_conn *c = conn_of_parser(p);
+    if (!c->req)
+        c->req = req_acquire(c->w, c);
+    c->phase = PH_HEAD;
+    if (c->requests > 0) /* first request: the accept armed the header timer already */
+        rh_loop_timer_arm(&c->w->loop, &c->timer,
+                          c->w->loop.now_ms + c->w->srv->cfg.header_timeout_ms);
+    return 0;
+}
+
+static int on_method(llhttp_t *p, const char *at, size_t len)
+{
+    struct rh_req *r = conn_of_parser(p)->req;
+    span_extend(r, &r->method, at, len);
+    return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+    struct rh_conn *c = conn_of_parser(p);
+    struct rh_req *r = c->req;
+    span_extend(r, &r->url, at, len);
+    return r->url.len > c->w->srv->cfg.max_uri ? fail(r, 414) : 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    struct rh_conn *c = conn_of_parser(p);
+    struct rh_req *r = c->req;
+    if (!(r->flags & R_FIELD_OPEN)) {
+        if (r->nheaders >= c->w->srv->cfg.max_headers)
+            return fail(r, 431);
+        r->headers[r->nheaders] = (struct rh_hdr){{0, 0}, {0, 0}};
+        r->flags |= R_FIELD_OPEN;
+    }
+    span_extend(r, &r->headers[r->nheaders].name, at, len);
+    return 0;
+}
+
+static int on_header_field_complete(llhttp_t *p)
+{
+    struct rh_req *r = conn_of_parser(p)->req;
+    r->flags = (r->flags & ~R_FIELD_OPEN) | R_VALUE_OPEN;
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    struct rh_req *r = conn_of_parser(p)->req;
+    span_extend(r, &r->headers[r->nheaders].value, at, len);
+    return 0;
+}
+
+static bool name_is(const struct rh_req *r, struct rh_slice s, const char *name, size_t n)
+{
+    return s.len == n && strncasecmp(req_ptr(r, s), name, n) == 0;
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+    struct rh_req *r = conn_of_parser(p)->req;
+    struct rh_hdr *h = &r->headers[r->nheaders];
+    const char *v = req_ptr(r, h->value);
+    while (h->value.len && (v[h->value.len - 1] == ' ' || v[h->value.len - 1] == '\t'))
+        h->value.len--; /* llhttp drops leading whitespace, not trailing */
+    if (name_is(r, h->name, "host", 4))
+        r->host_count++;
+    else if (name_is(r, h->name, "expect", 6)) {
+        if (h->value.len == 12 && strncasecmp(v, "100-continue", 12) == 0)
+            r->flags |= R_EXPECT_CONTINUE;
+        else
+            return fail(r, 417);
+    }
+    r->flags &= ~R_VALUE_OPEN;
+    r->nheaders++;
+    return 0;
+}
+
+/* Methods we serve; llhttp knows many more (WebDAV, RTSP...) that we answer 501. */
+static bool method_supported(uint8_t m)
+{
+    switch (m) {
+    case HTTP_GET: case HTTP_HEAD: case HTTP_POST: case HTTP_PUT:
+    case HTTP_DELETE: case HTTP_PATCH: case HTTP_OPTIONS:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static int check_head(struct rh_conn *c, struct rh_req *r, llhttp_t *p)
+{
+    const rh_config *cfg = &c->w->srv->cfg;
+    if (p->http_major != 1)
+        return 505;
+    if (!method_supported(p->method))
+        return 501;
+    if (p->http_minor == 1 && r->host_count != 1)
+        return 400;
+    if (r->host_count > 1)
+        return 400;
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > cfg->max_body)
+        return 413;
+    return 0;
+}
+
+static void locate_path(struct rh_req *r)
+{
+    const char *u = req_ptr(r, r->url);
+    const char *q = memchr(u, '?', r->url.len);
+    r->path_len = q ? (uint32_t)(q - u) : r->url.len;
+}
+
+static void send_continue(struct rh_conn *c)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    resp_write_raw(c, cont, sizeof(cont) - 1);
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    struct rh_conn *c = conn_of_parser(p);
+    struct rh_req *r = c->req;
+    int status = check_head(c, r, p);
+    if (status)
+        return fail(r, status);
+    p->upgrade = 0; /* no protocol switches: an Upgrade request is served as plain HTTP */
+    r->flags |= R_HEADERS_DONE;
+    r->method_id = p->method;
+    r->http_minor = p->http_minor;
+    if (p->method == HTTP_HEAD)
+        r->flags |= R_HEAD;
+    if (p->flags & F_CHUNKED)
+        r->flags |= R_CHUNKED;
+    r->content_length = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
+    locate_path(r);
+    bool has_body = (r->flags & R_CHUNKED) || r->content_length > 0;
+    if (has_body) {
+        c->phase = PH_BODY;
+        rh_loop_timer_arm(&c->w->loop, &c->timer,
+                          c->w->loop.now_ms + c->w->srv->cfg.body_timeout_ms);
+        if ((r->flags & R_EXPECT_CONTINUE) && r->http_minor == 1)
+            send_continue(c);
+    }
+    return 0;
+}
+
+static int body_grow(struct rh_req *r, size_t need, size_t max)
+{
+    if (need <= r->body_cap)
+        return 0;
+    size_t cap = r->body_cap ? r->body_cap : 4096;
+    if (r->content_length && r->content_length <= max)
+        cap = r->content_length; /* known size: one allocation */
+    while (cap < need)
+        cap *= 2;
+    if (cap > max)
+        cap = max;
+    char *nb = mi_realloc(r->body_buf, cap); /* owner: the request; freed in req_end */
+    if (!nb)
+        return -ENOMEM;
+    r->body_buf = nb;
+    r->body_cap = cap;
+    return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct rh_conn *c = conn_of_parser(p);
+    struct rh_req *r = c->req;
+    size_t max = c->w->srv->cfg.max_body;
+    if (r->body_len + len > max)
+        return fail(r, 413);
+    if (r->body_len == 0 && !(r->flags & R_CHUNKED) && len == r->content_length &&
+        !r->head_copy) {
+        r->body_inline = (struct rh_slice){req_off(r, at), (uint32_t)len};
+        r->flags |= R_BODY_INLINE; /* the whole body in one piece: no copy */
+        r->body_len = len;
+        return 0;
+    }
+    if (body_grow(r, r->body_len + len, max) < 0)
+        return fail(r, 503);
+    memcpy(r->body_buf + r->body_len, at, len);
+    r->body_len += len;
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    struct rh_req *r = conn_of_parser(p)->req;
+    if (llhttp_should_keep_alive(p))
+        r->flags |= R_KEEP_ALIVE;
+    return HPE_PAUSED; /* the handler runs outside llhttp: see parse_execute */
+}
+
+static llhttp_settings_t settings = {
+    .on_message_begin = on_message_begin,
+    .on_method = on_method,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_field_complete = on_header_field_complete,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+void parse_conn_init(struct rh_conn *c)
+{
+    llhttp_init(&c->parser, HTTP_REQUEST, &settings);
+    c->parser.data = c;
+}
+
+static bool is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/* An unknown method that is a well-formed token gets 501; garbage gets 400. */
+static int status_for_bad_method(const char *start, const char *pos)
+{
+    if (pos == start)
+        return 400;
+    for (const char *q = start; q < pos; q++)
+        if (!is_tchar((unsigned char)*q))
+            return 400;
+    return *pos == ' ' || is_tchar((unsigned char)*pos) ? 501 : 400;
+}
+
+int parse_error_status(struct rh_conn *c, int err)
+{
+    struct rh_req *r = c->req;
+    if (r && r->err_status)
+        return r->err_status;
+    switch (err) {
+    case HPE_INVALID_METHOD: {
+        const char *pos = llhttp_get_error_pos(&c->parser);
+        const char *start = r && r->base ? r->base : c->in + c->in_off;
+        return pos ? status_for_bad_method(start, pos) : 400;
+    }
+    case HPE_INVALID_VERSION:
+        return 505;
+    case HPE_INVALID_TRANSFER_ENCODING:
+        return 501;
+    default:
+        return 400;
+    }
+}
+
+/* The head must fit: past max_header_size it is 431, or 414 while still in the URI. */
+static int check_head_size(struct rh_conn *c)
+{
+    struct rh_req *r = c->req;
+    if (!r || !r->base || (r->flags & R_HEADERS_DONE))
+        return 0;
+    size_t seen = (size_t)(c->in + c->in_off - r->base);
+    if (seen <= c->w->srv->cfg.max_header_size)
+        return 0;
+    return r->nheaders == 0 && !(r->flags & R_FIELD_OPEN) ? 414 : 431;
+}
+
+/* Parses from c->in_off. Returns 0, or an HTTP status to fail the connection with. Runs the
+ * handler when a message completes (the parser pauses there). */
+int parse_execute(struct rh_conn *c)
+{
+    const char *start = c->in + c->in_off;
+    size_t len = c->in_len - c->in_off;
+    llhttp_errno_t err = llhttp_execute(&c->parser, start, len);
+    if (err == HPE_OK) {
+        c->in_off = c->in_len;
+        return check_head_size(c);
+    }
+    if (err == HPE_PAUSED) {
+        c->in_off += (uint32_t)(llhttp_get_error_pos(&c->parser) - start);
+        llhttp_resume(&c->parser);
+        req_dispatch(c->req);
+        return 0;
+    }
+    int status = parse_error_status(c, err);
+    c->in_off = c->in_len; /* nothing after a parse error is trusted */
+    return status;
+}

@@ -1,0 +1,355 @@
+/* The response writer: status line, headers and body serialised straight into the
+ * connection's pending output buffer (no printf on this path), chunked streaming, canned
+ * error pages, and the once-a-second Date line. */
+#include <errno.h>
+#include <mimalloc.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/internal.h"
+
+const char *rh_status_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+size_t rh_fmt_u64(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* ---- output buffers ---- */
+
+char *obuf_reserve(struct rh_worker *w, struct rh_obuf *b, size_t n)
+{
+    if (b->len + n <= b->cap)
+        return b->data + b->len;
+    size_t need = b->len + n;
+    if (!b->data && need <= RH_OUT_BLOCK) {
+        if (w->free_out) { /* the common case: a recycled block, no allocation */
+            b->data = w->free_out;
+            w->free_out = *(char **)b->data;
+        } else {
+            b->data = mi_malloc(RH_OUT_BLOCK); /* owner: connection, then free list */
+        }
+        b->cap = RH_OUT_BLOCK;
+        return b->data ? b->data : NULL;
+    }
+    size_t cap = b->cap ? b->cap : RH_OUT_BLOCK;
+    while (cap < need)
+        cap *= 2;
+    char *nd = mi_malloc(cap); /* owner: the connection; freed by obuf_release */
+    if (!nd)
+        return NULL;
+    if (b->len)
+        memcpy(nd, b->data, b->len);
+    obuf_release(w, b);
+    b->data = nd;
+    b->cap = (uint32_t)cap;
+    return b->data + b->len;
+}
+
+void obuf_release(struct rh_worker *w, struct rh_obuf *b)
+{
+    if (b->data) {
+        if (b->cap == RH_OUT_BLOCK) {
+            *(char **)b->data = w->free_out;
+            w->free_out = b->data;
+        } else {
+            mi_free(b->data);
+        }
+    }
+    b->data = NULL;
+    b->len = b->cap = b->sent = 0;
+}
+
+static int out_append(struct rh_conn *c, const void *data, size_t len)
+{
+    char *p = obuf_reserve(c->w, &c->pbuf, len);
+    if (!p)
+        return -ENOMEM;
+    memcpy(p, data, len);
+    c->pbuf.len += (uint32_t)len;
+    return 0;
+}
+
+void resp_write_raw(struct rh_conn *c, const char *data, size_t len)
+{
+    if (out_append(c, data, len) == 0)
+        conn_mark_dirty(c);
+}
+
+/* ---- the Date line ---- */
+
+void worker_refresh_date(struct rh_worker *w)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    if (ts.tv_sec == w->date_sec)
+        return;
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    w->date_len = (uint32_t)strftime(w->date_line, sizeof(w->date_line),
+                                     "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    w->date_sec = ts.tv_sec;
+}
+
+/* ---- heads ---- */
+
+#define APPEND_LIT(p, s) (memcpy(p, s, sizeof(s) - 1), (p) + sizeof(s) - 1)
+
+static char *append(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+static bool status_has_body(int status)
+{
+    return status >= 200 && status != 204 && status != 304;
+}
+
+/* Whether the connection closes after this response. */
+static bool resp_closes(const struct rh_req *r)
+{
+    const struct rh_conn *c = r->conn;
+    return !(r->flags & R_KEEP_ALIVE) || (c->flags & C_PEER_EOF) || r->w->draining ||
+           (r->flags & R_RESP_CLOSE_DELIMITED);
+}
+
+/* Writes status line and headers. body_len < 0: chunked (or close-delimited on 1.0). */
+static int write_head(struct rh_req *r, int status, const char *ctype, int64_t body_len)
+{
+    struct rh_conn *c = r->conn;
+    struct rh_worker *w = r->w;
+    const char *reason = rh_status_reason(status);
+    size_t ctype_len = ctype ? strlen(ctype) : 0;
+    size_t max = 128 + strlen(reason) + w->date_len + ctype_len + r->xhdr_len;
+    char *start = obuf_reserve(w, &c->pbuf, max);
+    if (!start)
+        return -ENOMEM;
+    if (body_len < 0 && r->http_minor == 0)
+        r->flags |= R_RESP_CLOSE_DELIMITED;
+    else if (body_len < 0)
+        r->flags |= R_RESP_CHUNKED;
+    char *p = APPEND_LIT(start, "HTTP/1.1 ");
+    *p++ = (char)('0' + status / 100);
+    *p++ = (char)('0' + status / 10 % 10);
+    *p++ = (char)('0' + status % 10);
+    *p++ = ' ';
+    p = append(p, reason, strlen(reason));
+    p = APPEND_LIT(p, "\r\nServer: ringhttp\r\n");
+    p = append(p, w->date_line, w->date_len);
+    if (ctype) {
+        p = APPEND_LIT(p, "Content-Type: ");
+        p = append(p, ctype, ctype_len);
+        p = APPEND_LIT(p, "\r\n");
+    }
+    if (r->flags & R_RESP_CHUNKED) {
+        p = APPEND_LIT(p, "Transfer-Encoding: chunked\r\n");
+    } else if (body_len >= 0 && status_has_body(status)) {
+        p = APPEND_LIT(p, "Content-Length: ");
+        p += rh_fmt_u64(p, (uint64_t)body_len);
+        p = APPEND_LIT(p, "\r\n");
+    }
+    p = append(p, r->xhdr, r->xhdr_len);
+    if (resp_closes(r)) {
+        p = APPEND_LIT(p, "Connection: close\r\n");
+        c->flags |= C_CLOSE_AFTER_SEND;
+    } else if (r->http_minor == 0) {
+        p = APPEND_LIT(p, "Connection: keep-alive\r\n");
+    }
+    p = APPEND_LIT(p, "\r\n");
+    c->pbuf.len += (uint32_t)(p - start);
+    r->flags |= R_RESP_STARTED;
+    return 0;
+}
+
+/* The request is answered in full: release it and let the connection move on. */
+static void req_complete(struct rh_req *r)
+{
+    struct rh_conn *c = r->conn;
+    req_end(r);
+    if (c)
+        conn_request_done(c);
+}
+
+static bool token_char(unsigned char ch)
+{
+    return ch > 32 && ch < 127 && !strchr("\"(),/:;<=>?@[\\]{}", ch);
+}
+
+int rh_resp_header(rh_req *r, const char *name, const char *value)
+{
+    if (r->flags & R_RESP_STARTED)
+        return -EALREADY;
+    size_t nlen = strlen(name), vlen = strlen(value);
+    if (nlen == 0)
+        return -EINVAL;
+    for (size_t i = 0; i < nlen; i++)
+        if (!token_char((unsigned char)name[i]))
+            return -EINVAL;
+    for (size_t i = 0; i < vlen; i++)
+        if (value[i] == '\r' || value[i] == '\n')
+            return -EINVAL; /* no response splitting */
+    size_t need = r->xhdr_len + nlen + vlen + 4;
+    if (need > r->xhdr_cap) {
+        size_t cap = r->xhdr_cap * 2 > need ? r->xhdr_cap * 2 : need;
+        char *nx = mi_malloc(cap); /* owner: the request; freed in req_end */
+        if (!nx)
+            return -ENOMEM;
+        memcpy(nx, r->xhdr, r->xhdr_len);
+        if (r->xhdr != r->xhdr_small)
+            mi_free(r->xhdr);
+        r->xhdr = nx;
+        r->xhdr_cap = (uint32_t)cap;
+    }
+    char *p = r->xhdr + r->xhdr_len;
+    p = append(p, name, nlen);
+    p = APPEND_LIT(p, ": ");
+    p = append(p, value, vlen);
+    p = APPEND_LIT(p, "\r\n");
+    r->xhdr_len = (uint32_t)(p - r->xhdr);
+    return 0;
+}
+
+int rh_respond(rh_req *r, int status, const char *ctype, const void *body, size_t len)
+{
+    if (r->flags & R_RESP_STARTED)
+        return -EALREADY;
+    if (status < 100 || status > 999)
+        return -EINVAL;
+    if (!r->conn) { /* the client went away: nothing to send */
+        r->flags |= R_RESP_STARTED;
+        req_complete(r);
+        return 0;
+    }
+    if (write_head(r, status, ctype, (int64_t)len) < 0) {
+        conn_close(r->conn);
+        return -ENOMEM;
+    }
+    if (len && status_has_body(status) && !(r->flags & R_HEAD) &&
+        out_append(r->conn, body, len) < 0) {
+        conn_close(r->conn);
+        return -ENOMEM;
+    }
+    conn_mark_dirty(r->conn);
+    req_complete(r);
+    return 0;
+}
+
+int rh_resp_start(rh_req *r, int status, const char *ctype)
+{
+    if (r->flags & R_RESP_STARTED)
+        return -EALREADY;
+    if (!r->conn) {
+        r->flags |= R_RESP_STARTED;
+        return 0;
+    }
+    int ret = write_head(r, status, ctype, -1);
+    if (ret == 0)
+        conn_mark_dirty(r->conn);
+    return ret;
+}
+
+int rh_resp_write(rh_req *r, const void *data, size_t len)
+{
+    if (!(r->flags & R_RESP_STARTED))
+        return -EINVAL;
+    if (!r->conn || len == 0 || (r->flags & R_HEAD))
+        return 0;
+    struct rh_conn *c = r->conn;
+    if (r->flags & R_RESP_CHUNKED) {
+        char hex[20];
+        size_t n = 0;
+        for (size_t v = len; v; v >>= 4)
+            n++;
+        for (size_t i = 0, v = len; i < n; i++, v >>= 4)
+            hex[n - 1 - i] = "0123456789abcdef"[v & 15];
+        hex[n++] = '\r';
+        hex[n++] = '\n';
+        if (out_append(c, hex, n) < 0 || out_append(c, data, len) < 0 ||
+            out_append(c, "\r\n", 2) < 0)
+            return -ENOMEM;
+    } else if (out_append(c, data, len) < 0) {
+        return -ENOMEM;
+    }
+    conn_mark_dirty(c);
+    return 0;
+}
+
+int rh_resp_end(rh_req *r)
+{
+    if (!(r->flags & R_RESP_STARTED))
+        return -EINVAL;
+    if (r->conn && (r->flags & R_RESP_CHUNKED) && !(r->flags & R_HEAD))
+        out_append(r->conn, "0\r\n\r\n", 5);
+    if (r->conn)
+        conn_mark_dirty(r->conn);
+    req_complete(r);
+    return 0;
+}
+
+bool rh_resp_started(const rh_req *r) { return r->flags & R_RESP_STARTED; }
+
+/* A small error page; the connection closes after it (the input can't be trusted). */
+int resp_error(struct rh_req *r, int status)
+{
+    char body[96];
+    const char *reason = rh_status_reason(status);
+    size_t n = strlen(reason);
+    if (n > sizeof(body) - 2)
+        n = sizeof(body) - 2;
+    memcpy(body, reason, n);
+    body[n++] = '\n';
+    r->flags &= ~R_KEEP_ALIVE;
+    r->xhdr_len = 0;
+    if (status == 503)
+        rh_resp_header(r, "Retry-After", "1");
+    return rh_respond(r, status, "text/plain", body, n);
+}

@@ -1,1 +1,0 @@
-typedef int rh_server_placeholder;
