@@ -1,1 +1,0 @@
-typedef int rh_pool_placeholder;
