@@ -4,6 +4,7 @@
  *   cc hello.c $(pkg-config --cflags --libs ringhttp) -o hello && ./hello
  *   ./hello --self-test    # asks itself once, prints the answer, stops, exits 0
  */
+#define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
 #include <ringhttp.h>
 #include <signal.h>
