@@ -191,6 +191,14 @@ static void stop_reading(struct rh_conn *c)
     c->flags |= C_READ_STOPPED;
 }
 
+bool conn_feed(struct rh_conn *c, const char *data, uint32_t n)
+{
+    if (!input_append(c, data, n))
+        return false;
+    conn_process(c);
+    return true;
+}
+
 static void conn_take_input(struct rh_conn *c, unsigned bid, uint32_t n)
 {
     struct rh_worker *w = c->w;

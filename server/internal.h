@@ -201,6 +201,9 @@ void conn_register_ops(struct rh_loop *loop);
 void conn_mark_dirty(struct rh_conn *c);
 void conn_request_done(struct rh_conn *c); /* the current request ended: resume input */
 void conn_process(struct rh_conn *c);
+/* Bytes in, as a recv delivers them: appends and processes. false if they do not fit now
+ * (the caller holds them). The entry point for unit tests and the fuzzer too. */
+bool conn_feed(struct rh_conn *c, const char *data, uint32_t n);
 void conn_fail(struct rh_conn *c, int status); /* answer status, then close */
 void conn_close(struct rh_conn *c);
 void worker_flush(struct rh_loop *loop);

@@ -127,6 +127,11 @@ static bool method_supported(uint8_t m)
 static int check_head(struct rh_conn *c, struct rh_req *r, llhttp_t *p)
 {
     const rh_config *cfg = &c->w->srv->cfg;
+    uint32_t head_end = r->nheaders ? r->headers[r->nheaders - 1].value.off +
+                                          r->headers[r->nheaders - 1].value.len
+                                    : r->url.off + r->url.len;
+    if (head_end > cfg->max_header_size) /* arrived whole, so the size check missed it */
+        return 431;
     if (p->http_major != 1)
         return 505;
     if (!method_supported(p->method))

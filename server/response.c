@@ -86,11 +86,14 @@ char *obuf_reserve(struct rh_worker *w, struct rh_obuf *b, size_t n)
     char *nd = mi_malloc(cap); /* owner: the connection; freed by obuf_release */
     if (!nd)
         return NULL;
-    if (b->len)
-        memcpy(nd, b->data, b->len);
+    uint32_t len = b->len, sent = b->sent;
+    if (len)
+        memcpy(nd, b->data, len);
     obuf_release(w, b);
     b->data = nd;
     b->cap = (uint32_t)cap;
+    b->len = len;
+    b->sent = sent;
     return b->data + b->len;
 }
 

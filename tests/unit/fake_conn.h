@@ -1,0 +1,84 @@
+/* A worker and connection with no ring behind them, so the real data path (conn_process ->
+ * llhttp -> request -> router -> handler -> response writer) runs in a unit test: input goes
+ * in with conn_feed, output is read from c->pbuf. Only paths that would submit to the ring
+ * (send, close) are out of reach, which is what the integration tests cover. */
+#ifndef RH_TESTS_FAKE_CONN_H
+#define RH_TESTS_FAKE_CONN_H
+
+#include <mimalloc.h>
+#include <string.h>
+
+#include "server/internal.h"
+
+struct fake {
+    rh_server srv;
+    struct rh_worker w;
+    struct rh_conn c;
+};
+
+static inline void fake_init(struct fake *f, void (*tweak)(rh_config *cfg))
+{
+    memset(f, 0, sizeof(*f));
+    rh_config_init(&f->srv.cfg);
+    if (tweak)
+        tweak(&f->srv.cfg);
+    f->srv.routes = router_new();
+    f->w.srv = &f->srv;
+    f->w.loop.owner = &f->w;
+    rh_wheel_init(&f->w.loop.wheel, 0);
+    worker_refresh_date(&f->w);
+    f->c.w = &f->w;
+    f->c.fd = 1000;
+    f->c.gen = 1;
+    f->c.held_head = f->c.held_tail = RH_NO_BUF;
+    parse_conn_init(&f->c);
+}
+
+static inline void fake_free(struct fake *f)
+{
+    if (f->c.req)
+        req_end(f->c.req);
+    mi_free(f->c.in);
+    obuf_release(&f->w, &f->c.pbuf);
+    obuf_release(&f->w, &f->c.wbuf);
+    while (f->w.free_reqs) {
+        struct rh_req *r = f->w.free_reqs;
+        f->w.free_reqs = r->next_free;
+        mi_free(r);
+    }
+    while (f->w.free_in) {
+        char *b = f->w.free_in;
+        f->w.free_in = *(char **)b;
+        mi_free(b);
+    }
+    while (f->w.free_out) {
+        char *b = f->w.free_out;
+        f->w.free_out = *(char **)b;
+        mi_free(b);
+    }
+    router_free(f->srv.routes);
+}
+
+static inline void fake_feed(struct fake *f, const char *s, size_t n)
+{
+    conn_feed(&f->c, s, (uint32_t)n);
+}
+#define FEED(f, lit) fake_feed(f, lit, sizeof(lit) - 1)
+
+/* The output so far as a NUL-terminated string (the test owns nothing: it points into pbuf). */
+static inline const char *fake_out(struct fake *f)
+{
+    char *p = obuf_reserve(&f->w, &f->c.pbuf, 1);
+    p[0] = 0;
+    return f->c.pbuf.data;
+}
+
+static inline int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+#endif

@@ -1,0 +1,354 @@
+/* The parser glue, request accessors and response writer, driven through the real
+ * connection data path without a ring (see fake_conn.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <cmocka.h>
+
+#include "tests/unit/fake_conn.h"
+
+static void h_plain(rh_req *req, void *u) { rh_respond(req, 200, "text/plain", "Hello", 5); }
+
+static void h_echo(rh_req *req, void *u)
+{
+    rh_str b = rh_req_body(req);
+    rh_respond(req, 200, "application/octet-stream", b.ptr, b.len);
+}
+
+static char seen[512];
+static void h_inspect(rh_req *req, void *u)
+{
+    rh_str host = rh_req_header(req, "HOST");
+    rh_str x = rh_req_header(req, "x-thing");
+    rh_str id = rh_req_param(req, "id");
+    rh_str q = {0};
+    rh_req_query_param(req, "b", &q);
+    rh_str path = rh_req_path(req);
+    snprintf(seen, sizeof(seen), "host=%.*s x=[%.*s] id=%.*s b=%.*s path=%.*s n=%u",
+             (int)host.len, host.ptr, (int)x.len, x.ptr, (int)id.len, id.ptr, (int)q.len, q.ptr,
+             (int)path.len, path.ptr, rh_req_header_count(req));
+    rh_respond(req, 204, NULL, NULL, 0);
+}
+
+static rh_req *parked;
+static void h_park(rh_req *req, void *u) { parked = req; } /* answers later */
+
+static void setup_routes(struct fake *f)
+{
+    router_add(f->srv.routes, "GET", "/p", h_plain, NULL, false);
+    router_add(f->srv.routes, "POST", "/echo", h_echo, NULL, false);
+    router_add(f->srv.routes, "GET", "/items/:id", h_inspect, NULL, false);
+    router_add(f->srv.routes, "GET", "/park", h_park, NULL, false);
+}
+
+static struct fake *new_fake(void (*tweak)(rh_config *))
+{
+    struct fake *f = malloc(sizeof(*f));
+    fake_init(f, tweak);
+    setup_routes(f);
+    return f;
+}
+
+static void done(struct fake *f)
+{
+    fake_free(f);
+    free(f);
+}
+
+static void test_simple_get(void **state)
+{
+    struct fake *f = new_fake(NULL);
+    FEED(f, "GET /p HTTP/1.1\r\nHost: a\r\n\r\n");
+    const char *out = fake_out(f);
+    assert_non_null(strstr(out, "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(out, "Content-Length: 5\r\n"));
+    assert_non_null(strstr(out, "Content-Type: text/plain\r\n"));
+    assert_non_null(strstr(out, "Date: "));
+    assert_non_null(strstr(out, "\r\n\r\nHello"));
+    assert_null(strstr(out, "Connection: close"));
+    assert_null(f->c.req);
+    done(f);
+}
+
+static const char split_req[] =
+    "POST /echo HTTP/1.1\r\nHost: example\r\nX-Long: 0123456789abcdef\r\nContent-Length: 11\r\n"
+    "\r\nhello world";
+
+/* A request split at every possible point gives the same answer (recv boundaries). */
+static void test_split_everywhere(void **state)
+{
+    size_t n = sizeof(split_req) - 1;
+    for (size_t cut = 1; cut < n; cut++) {
+        struct fake *f = new_fake(NULL);
+        fake_feed(f, split_req, cut);
+        fake_feed(f, split_req + cut, n - cut);
+        const char *out = fake_out(f);
+        assert_non_null(strstr(out, "HTTP/1.1 200 OK"));
+        assert_non_null(strstr(out, "\r\n\r\nhello world"));
+        done(f);
+    }
+}
+
+static void test_byte_at_a_time(void **state)
+{
+    struct fake *f = new_fake(NULL);
+    for (size_t i = 0; i < sizeof(split_req) - 1; i++)
+        fake_feed(f, split_req + i, 1);
+    assert_non_null(strstr(fake_out(f), "\r\n\r\nhello world"));
+    done(f);
+}
+
+static void test_pipelined_in_order(void **state)
+{
+    struct fake *f = new_fake(NULL);
+    FEED(f, "GET /p HTTP/1.1\r\nHost: a\r\n\r\n"
+            "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\none"
+            "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\ntwo");
+    const char *out = fake_out(f);
+    const char *a = strstr(out, "Hello"), *b = strstr(out, "one"), *c = strstr(out, "two");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c);
+    assert_true(a < b && b < c);
+    assert_int_equal(count_of(out, "HTTP/1.1 200 OK"), 3);
+    done(f);
+}
+
+static void test_accessors(void **state)
+{
+    struct fake *f = new_fake(NULL);
+    FEED(f, "GET /items/42?a=1&b=two HTTP/1.1\r\nhost: h\r\nX-Thing:   spaced value  \r\n\r\n");
+    assert_string_equal(seen, "host=h x=[spaced value] id=42 b=two path=/items/42 n=2");
+    assert_non_null(strstr(fake_out(f), "HTTP/1.1 204 No Content\r\n"));
+    assert_null(strstr(fake_out(f), "Content-Length"));
+    done(f);
+}
+
+static void test_head_has_no_body(void **state)
+{
+    struct fake *f = new_fake(NULL);
+    FEED(f, "HEAD /p HTTP/1.1\r\nHost: a\r\n\r\n");
+    const char *out = fake_out(f);
+    assert_non_null(strstr(out, "Content-Length: 5\r\n"));
+    assert_null(strstr(out, "Hello"));
+    done(f);
+}
+
+static void test_chunked_body_split(void **state)
+{
+    static const char req[] = "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    for (size_t cut = 1; cut < sizeof(req) - 1; cut += 3) {
+        struct fake *f = new_fake(NULL);
+        fake_feed(f, req, cut);
+        fake_feed(f, req + cut, sizeof(req) - 1 - cut);
+        assert_non_null(strstr(fake_out(f), "Content-Length: 11\r\n\r\nhello world"));
+        done(f);
+    }
+}
+
+/* A body far larger than the input buffer streams through it (the head is copied out). */
+static void test_large_body_streams_through(void **state)
+{
+    struct fake *f = new_fake(NULL);
+    size_t n = 100000;
+    char head[128];
+    int hl = snprintf(head, sizeof(head), "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: %zu\r\n\r\n", n);
+    fake_feed(f, head, (size_t)hl);
+    char chunk[4096];
+    for (size_t sent = 0; sent < n; sent += sizeof(chunk)) {
+        size_t len = n - sent < sizeof(chunk) ? n - sent : sizeof(chunk);
+        for (size_t i = 0; i < len; i++)
+            chunk[i] = (char)('a' + (sent + i) % 26);
+        assert_true(conn_feed(&f->c, chunk, (uint32_t)len));
+    }
+    const char *out = fake_out(f);
+    assert_non_null(strstr(out, "Content-Length: 100000\r\n"));
+    const char *body = strstr(out, "\r\n\r\n") + 4;
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(body[i], 'a' + i % 26);
+    done(f);
+}
+
+/* A handler that answers later stops parsing until it does; order is kept. */
+static void test_suspended_handler_holds_pipeline(void **state)
+{
+    struct fake *f = new_fake(NULL);
+    parked = NULL;
+    FEED(f, "GET /park HTTP/1.1\r\nHost: a\r\n\r\nGET /p HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_non_null(parked);
+    assert_int_equal(f->c.pbuf.len, 0);
+    assert_true(f->c.flags & C_PAUSED);
+    rh_respond(parked, 200, "text/plain", "first", 5);
+    const char *out = fake_out(f);
+    const char *a = strstr(out, "first"), *b = strstr(out, "Hello");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_true(a < b);
+    done(f);
+}
+
+static int status_of(const char *out)
+{
+    int st = 0;
+    return sscanf(out, "HTTP/1.1 %d", &st) == 1 ? st : -1;
+}
+
+static void small_body(rh_config *c) { c->max_body = 10; }
+
+static void expect_status(const char *req, size_t len, int status, void (*tweak)(rh_config *))
+{
+    struct fake *f = new_fake(tweak);
+    fake_feed(f, req, len);
+    const char *out = fake_out(f);
+    if (status_of(out) != status)
+        fail_msg("expected %d for [%.40s...], got [%.60s]", status, req, out);
+    assert_non_null(strstr(out, "Connection: close\r\n"));
+    assert_true(f->c.flags & C_CLOSE_AFTER_SEND);
+    done(f);
+}
+#define EXPECT(lit, st) expect_status(lit, sizeof(lit) - 1, st, NULL)
+
+static void test_error_statuses(void **state)
+{
+    EXPECT("FOO / HTTP/1.1\r\nHost: a\r\n\r\n", 501);
+    EXPECT("PROPFIND / HTTP/1.1\r\nHost: a\r\n\r\n", 501);
+    EXPECT("\x16\x03\x01\x02\x00 garbage\r\n\r\n", 400);
+    EXPECT("GET / HTTP/1.1\r\n\r\n", 400);                        /* no Host */
+    EXPECT("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400);  /* two */
+    EXPECT("GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505);
+    EXPECT("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400);
+    EXPECT("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400);
+    EXPECT("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n", 400);
+    EXPECT("GET / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n", 417);
+    static const char big[] = "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n";
+    expect_status(big, sizeof(big) - 1, 413, small_body);
+}
+
+static void test_uri_and_header_limits(void **state)
+{
+    char buf[12000];
+    int n = snprintf(buf, sizeof(buf), "GET /%0*d HTTP/1.1\r\nHost: a\r\n\r\n", 5000, 0);
+    expect_status(buf, (size_t)n, 414, NULL);
+    n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: a\r\nX: %0*d\r\n\r\n", 9000, 0);
+    expect_status(buf, (size_t)n, 431, NULL);
+    size_t len = (size_t)snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: a\r\n");
+    for (int i = 0; i < 70; i++)
+        len += (size_t)snprintf(buf + len, sizeof(buf) - len, "X-%d: v\r\n", i);
+    len += (size_t)snprintf(buf + len, sizeof(buf) - len, "\r\n");
+    expect_status(buf, len, 431, NULL);
+}
+
+/* Nothing after a parse error is parsed: a smuggled second request gets no answer. */
+static void test_nothing_after_error(void **state)
+{
+    struct fake *f = new_fake(NULL);
+    FEED(f, "GET /p HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "0\r\n\r\nGET /p HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_int_equal(count_of(fake_out(f), "HTTP/1.1"), 1);
+    done(f);
+}
+
+static void test_http10_closes(void **state)
+{
+    struct fake *f = new_fake(NULL);
+    FEED(f, "GET /p HTTP/1.0\r\n\r\n");
+    assert_non_null(strstr(fake_out(f), "Connection: close"));
+    done(f);
+    f = new_fake(NULL);
+    FEED(f, "GET /p HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_non_null(strstr(fake_out(f), "Connection: keep-alive"));
+    assert_false(f->c.flags & C_CLOSE_AFTER_SEND);
+    done(f);
+}
+
+static void test_expect_continue(void **state)
+{
+    struct fake *f = new_fake(NULL);
+    FEED(f, "POST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+    assert_string_equal(fake_out(f), "HTTP/1.1 100 Continue\r\n\r\n");
+    FEED(f, "ok");
+    assert_non_null(strstr(fake_out(f), "\r\n\r\nok"));
+    done(f);
+}
+
+static char hdr_result[4];
+static void h_inject(rh_req *req, void *u)
+{
+    hdr_result[0] = rh_resp_header(req, "X-Bad", "a\r\nSet-Cookie: x") == -EINVAL;
+    hdr_result[1] = rh_resp_header(req, "Bad Name", "v") == -EINVAL;
+    hdr_result[2] = rh_resp_header(req, "X-Good", "fine") == 0;
+    rh_respond(req, 200, NULL, NULL, 0);
+    hdr_result[3] = rh_respond(req, 200, NULL, NULL, 0) == -EALREADY;
+}
+
+static void test_header_injection_refused(void **state)
+{
+    struct fake *f = new_fake(NULL);
+    router_add(f->srv.routes, "GET", "/inject", h_inject, NULL, false);
+    FEED(f, "GET /inject HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_memory_equal(hdr_result, "\1\1\1\1", 4);
+    assert_null(strstr(fake_out(f), "Set-Cookie"));
+    assert_non_null(strstr(fake_out(f), "X-Good: fine\r\n"));
+    done(f);
+}
+
+static void h_stream(rh_req *req, void *u)
+{
+    rh_resp_start(req, 200, "text/plain");
+    rh_resp_write(req, "abc", 3);
+    rh_resp_write(req, "0123456789abcdefXY", 18);
+    rh_resp_end(req);
+}
+
+static void test_chunked_response(void **state)
+{
+    struct fake *f = new_fake(NULL);
+    router_add(f->srv.routes, "GET", "/stream", h_stream, NULL, false);
+    FEED(f, "GET /stream HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_non_null(strstr(fake_out(f), "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n12\r\n0123456789abcdefXY\r\n0\r\n\r\n"));
+    done(f);
+    f = new_fake(NULL); /* HTTP/1.0 has no chunked encoding: close-delimited instead */
+    router_add(f->srv.routes, "GET", "/stream", h_stream, NULL, false);
+    FEED(f, "GET /stream HTTP/1.0\r\n\r\n");
+    assert_null(strstr(fake_out(f), "chunked"));
+    assert_non_null(strstr(fake_out(f), "Connection: close\r\n\r\nabc0123456789abcdefXY"));
+    done(f);
+}
+
+static void test_not_found_and_method(void **state)
+{
+    struct fake *f = new_fake(NULL);
+    FEED(f, "GET /nothing HTTP/1.1\r\nHost: a\r\n\r\nDELETE /p HTTP/1.1\r\nHost: a\r\n\r\n");
+    const char *out = fake_out(f);
+    assert_non_null(strstr(out, "HTTP/1.1 404 Not Found"));
+    assert_non_null(strstr(out, "HTTP/1.1 405 Method Not Allowed"));
+    assert_non_null(strstr(out, "Allow: GET\r\n"));
+    done(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_simple_get),
+        cmocka_unit_test(test_split_everywhere),
+        cmocka_unit_test(test_byte_at_a_time),
+        cmocka_unit_test(test_pipelined_in_order),
+        cmocka_unit_test(test_accessors),
+        cmocka_unit_test(test_head_has_no_body),
+        cmocka_unit_test(test_chunked_body_split),
+        cmocka_unit_test(test_large_body_streams_through),
+        cmocka_unit_test(test_suspended_handler_holds_pipeline),
+        cmocka_unit_test(test_error_statuses),
+        cmocka_unit_test(test_uri_and_header_limits),
+        cmocka_unit_test(test_nothing_after_error),
+        cmocka_unit_test(test_http10_closes),
+        cmocka_unit_test(test_expect_continue),
+        cmocka_unit_test(test_header_injection_refused),
+        cmocka_unit_test(test_chunked_response),
+        cmocka_unit_test(test_not_found_and_method),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
