@@ -121,6 +121,48 @@ int rh_resp_end(rh_req *req);
 /* Whether the request has been answered (rh_respond or rh_resp_start). */
 bool rh_resp_started(const rh_req *req);
 
+/* ---- middleware ----
+ * An ordered chain run before the route's handler. `before` may let the request go on
+ * (RH_MW_NEXT), answer it itself (RH_MW_DONE, short-circuit), or suspend it
+ * (RH_MW_SUSPEND: e.g. offload an auth check) and later, on the ring thread (a done
+ * callback), call rh_next(req) to go on or answer it. `after` runs for every middleware
+ * whose `before` ran, in reverse order, just before the response head is written: it may
+ * add headers (rh_resp_header). With RH_MW_ALL_RESPONSES, `after` also sees responses to
+ * requests rejected before the chain (parse errors, limits), e.g. for an access log. */
+typedef enum rh_mw_result { RH_MW_NEXT = 0, RH_MW_DONE = 1, RH_MW_SUSPEND = 2 } rh_mw_result;
+enum { RH_MW_ALL_RESPONSES = 1 };
+typedef struct rh_middleware {
+    const char *name;
+    rh_mw_result (*before)(rh_req *req, void *udata); /* may be NULL */
+    void (*after)(rh_req *req, int status, void *udata); /* may be NULL */
+    void *udata;
+    unsigned flags;
+} rh_middleware;
+/* Appends to the chain (copied); -ENOSPC past 16, -EBUSY once started. */
+int rh_use(rh_server *srv, const rh_middleware *mw);
+/* Resumes the chain of a request whose middleware returned RH_MW_SUSPEND. Ring thread. */
+void rh_next(rh_req *req);
+/* Milliseconds since the request's first byte was parsed. */
+uint64_t rh_req_elapsed_ms(const rh_req *req);
+
+/* ---- per-request context (ContextVar) ----
+ * Keys are registered before any server starts (at most 32 per process). A value lives in a
+ * slot inside the request and follows it across threads: rh_ctx_get/rh_ctx_set act on the
+ * current request of the calling thread (set by ringhttp while it runs a handler, a
+ * middleware, a done callback, or the request's work on a pool thread). Setting a new value
+ * destroys the one it replaces; every value still set is destroyed once when the request
+ * ends, however it ends. Outside any request, rh_ctx_get returns NULL. */
+typedef int rh_ctx_key;
+/* A key, or -ENOSPC. destroy may be NULL. */
+rh_ctx_key rh_ctx_key_new(const char *name, void (*destroy)(void *value));
+void *rh_ctx_get(rh_ctx_key key);
+/* 0, -EINVAL (bad key) or -ESRCH (no current request). */
+int rh_ctx_set(rh_ctx_key key, void *value);
+void *rh_req_ctx_get(const rh_req *req, rh_ctx_key key);
+int rh_req_ctx_set(rh_req *req, rh_ctx_key key, void *value);
+/* The request the calling thread works for, or NULL. */
+rh_req *rh_current_req(void);
+
 /* The reason phrase for a status code ("Not Found"), or "Unknown". */
 const char *rh_status_reason(int status);
 

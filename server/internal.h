@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ctx/ctx.h"
 #include "include/ringhttp.h"
 #include "uring/loop.h"
 
@@ -29,6 +30,7 @@
 #define RH_OUT_BLOCK 16384u /* connection output buffer, first size */
 #define RH_NO_BUF 0xffffu
 #define RH_LINGER_MS 1500u
+#define RH_MAX_MIDDLEWARE 16
 
 struct rh_route_node;
 
@@ -104,6 +106,7 @@ enum rh_req_flag {
     R_RESP_CLOSE_DELIMITED = 1u << 8,
     R_EXPECT_CONTINUE = 1u << 9,
     R_CHUNKED = 1u << 10,
+    R_FINISHED = 1u << 11, /* answered while still in use on the stack: release on leave */
 };
 
 /* Pooled per worker; owned by its connection while attached (conn->req), and by whoever
@@ -115,6 +118,10 @@ struct rh_req {
     struct rh_req *next_free;
     uint32_t flags;
     int err_status; /* set by a parser callback that fails the request */
+    int status;     /* of the response, once started */
+    uint16_t busy;  /* nesting of req_enter: the request is released only at 0 */
+    uint8_t mw_pos; /* next middleware to run */
+    uint8_t mw_ran; /* middlewares whose before ran: their after hooks run */
 
     const char *base;  /* start of the request head (in conn->in, or head_copy) */
     char *head_copy;   /* owned copy of the head once detached (mimalloc) */
@@ -140,6 +147,7 @@ struct rh_req {
     char xhdr_small[192];
 
     uint64_t started_ms;
+    struct rh_ctx ctx;
     char peer[48];
 };
 
@@ -181,6 +189,8 @@ struct rh_route_entry {
 struct rh_server {
     rh_config cfg;
     struct rh_route_node *routes;
+    rh_middleware mw[RH_MAX_MIDDLEWARE];
+    unsigned nmw;
     struct rh_worker *workers;
     unsigned nworkers;
     uint16_t bound_port;
@@ -219,6 +229,13 @@ int parse_error_status(struct rh_conn *c, int err);
 struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c);
 void req_end(struct rh_req *req); /* returns it to the pool; detaches from conn */
 void req_dispatch(struct rh_req *req);
+/* Every entry from the ring into user code for a request goes through enter/leave: it makes
+ * the request current (ctx) and defers its release until the outermost leave. */
+struct rh_ctx *req_enter(struct rh_req *req);
+void req_leave(struct rh_req *req, struct rh_ctx *prev);
+void req_complete(struct rh_req *req); /* answered in full */
+void mw_run_after(struct rh_req *req, int status); /* response.c, before the head */
+void mw_continue(struct rh_req *req);
 void req_detach_head(struct rh_req *req);
 static inline const char *req_ptr(const struct rh_req *req, struct rh_slice s)
 {

@@ -27,6 +27,7 @@ struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c)
     r->body_len = r->body_cap = 0;
     r->peer[0] = 0;
     r->started_ms = w->loop.now_ms;
+    ctx_init(&r->ctx);
     return r;
 }
 
@@ -36,6 +37,9 @@ void req_end(struct rh_req *r)
     struct rh_conn *c = r->conn;
     if (c && c->req == r)
         c->req = NULL;
+    struct rh_ctx *prev = ctx_enter(&r->ctx); /* destructors may read their request */
+    ctx_release(&r->ctx);
+    ctx_leave(prev);
     mi_free(r->head_copy);
     mi_free(r->body_buf);
     if (r->xhdr != r->xhdr_small)
@@ -65,26 +69,113 @@ void req_detach_head(struct rh_req *r)
     r->base = r->head_copy;
 }
 
+struct rh_ctx *req_enter(struct rh_req *r)
+{
+    r->busy++;
+    return ctx_enter(&r->ctx);
+}
+
+void req_leave(struct rh_req *r, struct rh_ctx *prev)
+{
+    ctx_leave(prev);
+    if (--r->busy == 0 && (r->flags & R_FINISHED)) {
+        r->flags &= ~R_FINISHED;
+        req_complete(r);
+    }
+}
+
+void req_complete(struct rh_req *r)
+{
+    if (r->busy) { /* still on the stack: the outermost req_leave finishes it */
+        r->flags |= R_FINISHED;
+        return;
+    }
+    struct rh_conn *c = r->conn;
+    req_end(r);
+    if (c)
+        conn_request_done(c);
+}
+
+static void route_and_handle(struct rh_req *r)
+{
+    int status = 0;
+    char allowed[64];
+    const struct rh_route_entry *e =
+        router_match(r->w->srv->routes, r, &status, allowed, sizeof(allowed));
+    if (e) {
+        e->fn(r, e->udata);
+        return;
+    }
+    if (status == 405)
+        rh_resp_header(r, "Allow", allowed);
+    static const char nf[] = "Not Found\n", mna[] = "Method Not Allowed\n";
+    rh_respond(r, status, "text/plain", status == 405 ? mna : nf,
+               status == 405 ? sizeof(mna) - 1 : sizeof(nf) - 1);
+}
+
+/* Runs middlewares from mw_pos on, then the handler, until one suspends or answers. */
+void mw_continue(struct rh_req *r)
+{
+    const struct rh_server *srv = r->w->srv;
+    while (r->mw_pos < srv->nmw) {
+        const rh_middleware *mw = &srv->mw[r->mw_pos++];
+        r->mw_ran = r->mw_pos;
+        if (!mw->before)
+            continue;
+        rh_mw_result res = mw->before(r, mw->udata);
+        if (r->flags & (R_RESP_STARTED | R_FINISHED))
+            return; /* it answered: short-circuit */
+        if (res == RH_MW_SUSPEND)
+            return;
+        if (res == RH_MW_DONE) { /* claimed an answer it did not give */
+            rh_respond(r, 500, "text/plain", "Internal Server Error\n", 22);
+            return;
+        }
+    }
+    route_and_handle(r);
+}
+
 void req_dispatch(struct rh_req *r)
 {
     struct rh_conn *c = r->conn;
-    struct rh_server *srv = r->w->srv;
     c->phase = PH_HANDLER;
     c->flags |= C_PAUSED;
     rh_timer_cancel(&r->w->loop.wheel, &c->timer);
-    int status = 0;
-    char allowed[64];
-    const struct rh_route_entry *e = router_match(srv->routes, r, &status, allowed,
-                                                  sizeof(allowed));
-    if (!e) {
-        if (status == 405)
-            rh_resp_header(r, "Allow", allowed);
-        rh_respond(r, status, "text/plain", status == 405 ? "Method Not Allowed\n"
-                                                          : "Not Found\n",
-                   status == 405 ? 19 : 10);
-        return;
-    }
-    e->fn(r, e->udata);
+    struct rh_ctx *prev = req_enter(r);
+    mw_continue(r);
+    req_leave(r, prev);
+}
+
+void rh_next(rh_req *r)
+{
+    struct rh_ctx *prev = req_enter(r);
+    mw_continue(r);
+    req_leave(r, prev);
+}
+
+int rh_use(rh_server *srv, const rh_middleware *mw)
+{
+    if (srv->threads_live)
+        return -EBUSY;
+    if (srv->nmw >= RH_MAX_MIDDLEWARE)
+        return -ENOSPC;
+    srv->mw[srv->nmw++] = *mw;
+    return 0;
+}
+
+uint64_t rh_req_elapsed_ms(const rh_req *r) { return r->w->loop.now_ms - r->started_ms; }
+
+void *rh_req_ctx_get(const rh_req *r, rh_ctx_key key) { return ctx_slot_get(&r->ctx, key); }
+
+int rh_req_ctx_set(rh_req *r, rh_ctx_key key, void *value)
+{
+    return ctx_slot_set(&r->ctx, key, value);
+}
+
+rh_req *rh_current_req(void)
+{
+    struct rh_ctx *c = ctx_current();
+    return c ? (rh_req *)((char *)c - offsetof(struct rh_req, ctx)) : NULL;
 }
 
 /* ---- accessors ---- */

@@ -168,6 +168,8 @@ static bool resp_closes(const struct rh_req *r)
 /* Writes status line and headers. body_len < 0: chunked (or close-delimited on 1.0). */
 static int write_head(struct rh_req *r, int status, const char *ctype, int64_t body_len)
 {
+    r->status = status;
+    mw_run_after(r, status); /* middleware may add headers: before the size is known */
     struct rh_conn *c = r->conn;
     struct rh_worker *w = r->w;
     const char *reason = rh_status_reason(status);
@@ -211,15 +213,6 @@ static int write_head(struct rh_req *r, int status, const char *ctype, int64_t b
     c->pbuf.len += (uint32_t)(p - start);
     r->flags |= R_RESP_STARTED;
     return 0;
-}
-
-/* The request is answered in full: release it and let the connection move on. */
-static void req_complete(struct rh_req *r)
-{
-    struct rh_conn *c = r->conn;
-    req_end(r);
-    if (c)
-        conn_request_done(c);
 }
 
 static bool token_char(unsigned char ch)
@@ -268,6 +261,7 @@ int rh_respond(rh_req *r, int status, const char *ctype, const void *body, size_
     if (status < 100 || status > 999)
         return -EINVAL;
     if (!r->conn) { /* the client went away: nothing to send */
+        r->status = status;
         r->flags |= R_RESP_STARTED;
         req_complete(r);
         return 0;
@@ -339,6 +333,17 @@ int rh_resp_end(rh_req *r)
 }
 
 bool rh_resp_started(const rh_req *r) { return r->flags & R_RESP_STARTED; }
+
+void mw_run_after(struct rh_req *r, int status)
+{
+    const struct rh_server *srv = r->w->srv;
+    bool early = r->mw_pos == 0; /* rejected before the chain ran (parse error, limit) */
+    for (int i = early ? (int)srv->nmw - 1 : (int)r->mw_ran - 1; i >= 0; i--) {
+        const rh_middleware *mw = &srv->mw[i];
+        if (mw->after && (!early || (mw->flags & RH_MW_ALL_RESPONSES)))
+            mw->after(r, status, mw->udata);
+    }
+}
 
 /* A small error page; the connection closes after it (the input can't be trusted). */
 int resp_error(struct rh_req *r, int status)

@@ -1,2 +1,0 @@
-/* placeholder until ctx/ lands */
-typedef int rh_ctx_placeholder;
