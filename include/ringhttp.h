@@ -54,6 +54,7 @@ typedef struct rh_config {
     unsigned ring_entries;      /* SQ size; default 1024 */
     unsigned recv_buffers;      /* provided buffers per ring; default 1024 */
     unsigned recv_buffer_size;  /* default 4096 */
+    const char *access_log;     /* a file path, "-" for stdout, NULL or "off": none */
     bool quiet;                 /* no start-up line on stderr */
 } rh_config;
 
@@ -83,6 +84,8 @@ int rh_server_run(rh_server *srv);
 /* Asks every ring to stop: stop accepting, finish in-flight requests within the drain
  * timeout, close. Returns at once. Any thread; async-signal-safe. */
 void rh_server_stop(rh_server *srv);
+/* Reopens the access log file (after rotation; the binary does it on SIGHUP). Any thread. */
+int rh_server_reopen_logs(rh_server *srv);
 /* The bound port (useful with port 0), valid after rh_server_start. */
 uint16_t rh_server_port(const rh_server *srv);
 
@@ -162,6 +165,16 @@ void *rh_req_ctx_get(const rh_req *req, rh_ctx_key key);
 int rh_req_ctx_set(rh_req *req, rh_ctx_key key, void *value);
 /* The request the calling thread works for, or NULL. */
 rh_req *rh_current_req(void);
+
+/* ---- built-in middleware and routes ----
+ * Request id: takes a valid X-Request-Id (1..36 of [A-Za-z0-9._:-]) or generates one, keeps
+ * it with the request (rh_request_id, also from a pool work function), echoes it back. */
+int rh_use_request_id(rh_server *srv);
+/* The request's id (req NULL: the current request), or NULL without the middleware. */
+const char *rh_request_id(const rh_req *req);
+/* Prometheus text metrics at path (NULL: "/metrics"): responses by class, a latency
+ * histogram, connections, and the pool and lane figures. */
+int rh_metrics_route(rh_server *srv, const char *path);
 
 /* The reason phrase for a status code ("Not Found"), or "Unknown". */
 const char *rh_status_reason(int status);

@@ -1,6 +1,7 @@
 /* Connections: accept, multishot recv into the connection's input buffer, the send path
  * (one send per connection per loop iteration, covering every response queued), timers,
  * and the close sequence (cancel -> wait for in-flight ops -> close fd -> free slot). */
+#include <assert.h>
 #include <errno.h>
 #include <mimalloc.h>
 #include <netinet/tcp.h>
@@ -239,9 +240,9 @@ static void on_recv(struct rh_loop *loop, const struct io_uring_cqe *cqe)
             conn_take_input(c, bid, (uint32_t)cqe->res);
     } else if (cqe->res == 0) {
         c->flags |= C_PEER_EOF;
-    } else if (cqe->res != -ENOBUFS && cqe->res != -ECANCELED) {
-        if (!(c->flags & C_CLOSING))
-            conn_close(c);
+    } else if (cqe->res != -ENOBUFS && cqe->res != -ECANCELED && !(c->flags & C_CLOSING)) {
+        conn_close(c); /* reset or error: this may free the slot at once */
+        return;
     }
     if (c->flags & C_CLOSING) {
         conn_finish_close(c);
@@ -455,6 +456,8 @@ static void conn_open(struct rh_worker *w, int fd)
     c->timer.fn = conn_on_timer;
     parse_conn_init(c);
     w->open_conns++;
+    stat_add(&w->stats.accepted, 1);
+    atomic_store_explicit(&w->stats.open_conns, w->open_conns, memory_order_relaxed);
     arm_recv(c);
     conn_arm_timer(c, w->srv->cfg.header_timeout_ms);
 }
@@ -475,8 +478,8 @@ void conn_close(struct rh_conn *c)
 static void conn_finish_close(struct rh_conn *c)
 {
     struct rh_worker *w = c->w;
-    if (c->flags & (C_RECV_ARMED | C_SEND_INFLIGHT))
-        return;
+    if (!conn_live(c) || (c->flags & (C_RECV_ARMED | C_SEND_INFLIGHT)))
+        return; /* already freed, or ops of ours still reference the fd */
     if (c->req) {
         struct rh_req *r = c->req;
         c->req = NULL;
@@ -497,8 +500,10 @@ static void conn_finish_close(struct rh_conn *c)
     obuf_release(w, &c->pbuf);
     c->in = NULL;
     c->fd = -1;
+    assert(w->free_top < w->srv->cfg.max_conns);
     w->free_idx[w->free_top++] = c->idx;
     w->open_conns--;
+    atomic_store_explicit(&w->stats.open_conns, w->open_conns, memory_order_relaxed);
 }
 
 /* ---- accept ---- */

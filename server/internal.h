@@ -91,6 +91,7 @@ struct rh_conn {
     struct rh_timer timer;
     struct rh_conn *dirty_next;
     uint32_t requests; /* served on this connection */
+    char peer[INET6_ADDRSTRLEN]; /* filled on first use (access log), one getpeername */
 };
 
 /* Request flags. */
@@ -147,12 +148,46 @@ struct rh_req {
     char xhdr_small[192];
 
     uint64_t started_ms;
+    int64_t resp_body_len; /* -1 while streaming */
+    char request_id[40];
     struct rh_ctx ctx;
-    char peer[48];
+};
+
+/* Per-worker counters: written by the worker alone (relaxed load+store, no RMW), read by
+ * whoever renders /metrics. */
+#define RH_LAT_BUCKETS 10
+struct rh_stats {
+    _Atomic uint64_t by_class[6]; /* [1..5]: 1xx..5xx */
+    _Atomic uint64_t latency[RH_LAT_BUCKETS + 1]; /* le bucket counts, last is +Inf */
+    _Atomic uint64_t latency_sum_ms;
+    _Atomic uint64_t accepted;
+    _Atomic uint32_t open_conns;
+};
+extern const unsigned rh_latency_bounds_ms[RH_LAT_BUCKETS];
+
+static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+                          memory_order_relaxed);
+}
+
+struct rh_access_log {
+    struct rh_worker *w;
+    int fd, old_fd; /* old_fd: to close once the write in flight is done */
+    char *buf[2];
+    uint32_t len[2], sent;
+    unsigned active; /* buffer lines go to; the other may be in flight */
+    bool inflight;
+    uint64_t dropped;
+    struct rh_timer timer;
+    int64_t stamp_sec;
+    char stamp[32]; /* "[25/Nov/2026:22:05:45 +0000]" */
 };
 
 struct rh_worker {
     struct rh_loop loop;
+    struct rh_stats stats;
+    struct rh_access_log *log;
     struct rh_server *srv;
     unsigned id;
     pthread_t thread;
@@ -200,6 +235,8 @@ struct rh_server {
     pthread_cond_t start_cond;
     unsigned started;
     bool threads_live;
+    int log_fd; /* the access log, -1: off; each worker writes through its own dup */
+    char *log_path;
 };
 
 /* A slot in use. Slots never used are all zero (their pages untouched), freed ones have
@@ -249,6 +286,16 @@ void obuf_release(struct rh_worker *w, struct rh_obuf *b);
 char *obuf_reserve(struct rh_worker *w, struct rh_obuf *b, size_t n);
 void worker_refresh_date(struct rh_worker *w);
 size_t rh_fmt_u64(char *out, uint64_t v);
+
+/* metrics.c */
+void stats_count_response(struct rh_req *req, int status);
+
+/* access_log.c */
+int access_log_open(rh_server *srv);
+void access_log_worker_start(struct rh_worker *w);
+void access_log_worker_stop(struct rh_worker *w);
+void access_log_line(struct rh_req *req, int status);
+void access_log_flush(struct rh_worker *w);
 
 /* router.c */
 struct rh_route_node *router_new(void);

@@ -26,6 +26,9 @@ static void usage(FILE *out)
             "  --idle-timeout MS    keep-alive idle (default 60000)\n"
             "  --write-timeout MS   stalled send (default 30000)\n"
             "  --drain-timeout MS   graceful stop (default 10000)\n"
+            "  --access-log DEST    FILE, - (stdout) or off (default off); SIGHUP reopens\n"
+            "  --request-id         add the request-id middleware (default on)\n"
+            "  --no-request-id      leave it out\n"
             "  --quiet              no start-up line\n"
             "  --help, --version\n");
 }
@@ -33,7 +36,7 @@ static void usage(FILE *out)
 enum {
     OPT_HOST = 256, OPT_PORT, OPT_THREADS, OPT_ROOT, OPT_MAX_BODY, OPT_MAX_HEADER,
     OPT_MAX_CONNS, OPT_HEADER_TO, OPT_BODY_TO, OPT_IDLE_TO, OPT_WRITE_TO, OPT_DRAIN_TO,
-    OPT_QUIET, OPT_HELP, OPT_VERSION,
+    OPT_QUIET, OPT_HELP, OPT_VERSION, OPT_ACCESS_LOG, OPT_REQUEST_ID, OPT_NO_REQUEST_ID,
 };
 
 static const struct option options[] = {
@@ -50,6 +53,9 @@ static const struct option options[] = {
     {"write-timeout", required_argument, 0, OPT_WRITE_TO},
     {"drain-timeout", required_argument, 0, OPT_DRAIN_TO},
     {"quiet", no_argument, 0, OPT_QUIET},
+    {"access-log", required_argument, 0, OPT_ACCESS_LOG},
+    {"request-id", no_argument, 0, OPT_REQUEST_ID},
+    {"no-request-id", no_argument, 0, OPT_NO_REQUEST_ID},
     {"help", no_argument, 0, OPT_HELP},
     {"version", no_argument, 0, OPT_VERSION},
     {0, 0, 0, 0},
@@ -69,6 +75,7 @@ static int parse_num(const char *s, unsigned long long max, unsigned long long *
 struct cli {
     rh_config cfg;
     const char *root;
+    bool no_request_id;
 };
 
 static int apply_option(struct cli *cli, int opt, const char *arg)
@@ -79,6 +86,9 @@ static int apply_option(struct cli *cli, int opt, const char *arg)
     case OPT_HOST: c->host = arg; return 0;
     case OPT_ROOT: cli->root = arg; return 0;
     case OPT_QUIET: c->quiet = true; return 0;
+    case OPT_ACCESS_LOG: c->access_log = arg; return 0;
+    case OPT_REQUEST_ID: cli->no_request_id = false; return 0;
+    case OPT_NO_REQUEST_ID: cli->no_request_id = true; return 0;
     default: break;
     }
     if (parse_num(arg, opt == OPT_PORT ? 65535 : (opt == OPT_MAX_BODY ? 1ull << 40 : 1u << 31),
@@ -100,6 +110,14 @@ static int apply_option(struct cli *cli, int opt, const char *arg)
     return 0;
 }
 
+static const char *option_name(int val)
+{
+    for (const struct option *o = options; o->name; o++)
+        if (o->val == val)
+            return o->name;
+    return "?";
+}
+
 /* 0 to run, 1 to exit 0 (help/version), -1 to exit 2. */
 static int parse_args(int argc, char **argv, struct cli *cli)
 {
@@ -116,7 +134,7 @@ static int parse_args(int argc, char **argv, struct cli *cli)
         if (opt == '?' || apply_option(cli, opt, optarg) < 0) {
             if (opt != '?')
                 fprintf(stderr, "ringhttp: bad value for --%s: %s\n",
-                        options[opt - OPT_HOST].name, optarg);
+                        option_name(opt), optarg);
             usage(stderr);
             return -1;
         }
@@ -164,7 +182,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "ringhttp: bad configuration: %s\n", strerror(-ret));
         return 2;
     }
-    ret = demo_routes_add(srv);
+    ret = cli.no_request_id ? 0 : rh_use_request_id(srv);
+    if (ret == 0)
+        ret = demo_routes_add(srv);
+    if (ret == 0)
+        ret = rh_metrics_route(srv, "/metrics");
     if (ret == 0)
         ret = rh_server_start(srv);
     if (ret < 0) {
@@ -178,9 +200,14 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
     int sig = 0;
-    do {
+    for (;;) {
         sigwait(&sigs, &sig);
-    } while (sig == SIGHUP);
+        if (sig != SIGHUP)
+            break;
+        int err = rh_server_reopen_logs(srv);
+        if (err < 0)
+            fprintf(stderr, "ringhttp: cannot reopen the access log: %s\n", strerror(-err));
+    }
     rh_server_stop(srv);
     ret = rh_server_wait(srv);
     rh_server_free(srv);

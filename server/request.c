@@ -25,7 +25,7 @@ struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c)
     r->xhdr_len = 0;
     r->body_buf = NULL;
     r->body_len = r->body_cap = 0;
-    r->peer[0] = 0;
+    r->request_id[0] = 0;
     r->started_ms = w->loop.now_ms;
     ctx_init(&r->ctx);
     return r;
@@ -261,17 +261,19 @@ int rh_req_http_minor(const rh_req *r) { return r->http_minor; }
 
 const char *rh_req_peer(const rh_req *r)
 {
-    struct rh_req *m = (struct rh_req *)r; /* a lazily filled cache: one call per request */
-    if (m->peer[0] || !r->conn)
-        return m->peer[0] ? m->peer : "-";
+    struct rh_conn *c = r->conn;
+    if (!c)
+        return "-";
+    if (c->peer[0]) /* one getpeername per connection, not per request */
+        return c->peer;
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    if (getpeername(r->conn->fd, (struct sockaddr *)&ss, &len) < 0)
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) < 0)
         return "-";
     const void *addr = ss.ss_family == AF_INET6
                            ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
                            : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
-    if (!inet_ntop(ss.ss_family, addr, m->peer, sizeof(m->peer)))
+    if (!inet_ntop(ss.ss_family, addr, c->peer, sizeof(c->peer)))
         return "-";
-    return m->peer;
+    return c->peer;
 }

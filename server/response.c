@@ -169,7 +169,11 @@ static bool resp_closes(const struct rh_req *r)
 static int write_head(struct rh_req *r, int status, const char *ctype, int64_t body_len)
 {
     r->status = status;
+    r->resp_body_len = body_len;
     mw_run_after(r, status); /* middleware may add headers: before the size is known */
+    stats_count_response(r, status);
+    if (r->w->log)
+        access_log_line(r, status);
     struct rh_conn *c = r->conn;
     struct rh_worker *w = r->w;
     const char *reason = rh_status_reason(status);

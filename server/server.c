@@ -63,6 +63,8 @@ int rh_server_new(const rh_config *cfg, rh_server **out)
         return ret;
     }
     srv->cfg.host = mi_strdup(cfg->host ? cfg->host : "127.0.0.1");
+    srv->log_path = cfg->access_log ? mi_strdup(cfg->access_log) : NULL;
+    srv->log_fd = -1;
     srv->routes = router_new();
     pthread_mutex_init(&srv->start_lock, NULL);
     pthread_cond_init(&srv->start_cond, NULL);
@@ -204,12 +206,16 @@ static void worker_loop(struct rh_worker *w)
         }
     }
     worker_close_all(w, false);
+    access_log_flush(w);
+    for (unsigned spins = 0; w->log && w->log->inflight && spins < 100; spins++)
+        rh_loop_run_once(&w->loop); /* let the log write land before cancelling */
     w->loop.finishing = true;
     struct io_uring_sqe *sqe = rh_loop_sqe(&w->loop);
     io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY); /* the wake read, accept, timer */
     io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_IGNORE, 0, 0));
     w->loop.inflight++;
     rh_loop_drain(&w->loop, 2000);
+    access_log_worker_stop(w);
 }
 
 static void noop_timer(struct rh_timer *t) { (void)t; }
@@ -230,6 +236,7 @@ static void *worker_main(void *arg)
         return NULL;
     }
     conn_register_ops(&w->loop);
+    access_log_worker_start(w);
     w->accept_timer.fn = noop_timer;
     worker_refresh_date(w);
     conn_arm_accept(w);
@@ -306,7 +313,9 @@ int rh_server_start(rh_server *srv)
         srv->workers[i].id = i;
         srv->workers[i].listen_fd = -1;
     }
-    int ret = open_listeners(srv);
+    int ret = access_log_open(srv);
+    if (ret == 0)
+        ret = open_listeners(srv);
     if (ret == 0)
         ret = spawn_workers(srv);
     if (ret < 0) {
@@ -360,5 +369,8 @@ void rh_server_free(rh_server *srv)
     pthread_cond_destroy(&srv->start_cond);
     pthread_mutex_destroy(&srv->start_lock);
     mi_free((char *)srv->cfg.host);
+    if (srv->log_fd >= 0)
+        close(srv->log_fd);
+    mi_free(srv->log_path);
     mi_free(srv);
 }

@@ -32,6 +32,7 @@ enum rh_op {
     RH_OP_TIMER,
     RH_OP_WAKE,
     RH_OP_FILE, /* static files: openat2/statx/splice/read, decoded by server/ */
+    RH_OP_LOG,  /* access log writes */
     RH_OP_MAX = 16,
 };
 
