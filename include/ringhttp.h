@@ -124,6 +124,36 @@ int rh_resp_end(rh_req *req);
 /* Whether the request has been answered (rh_respond or rh_resp_start). */
 bool rh_resp_started(const rh_req *req);
 
+/* ---- leaving the ring: the blocking-task pool (our sync_to_async) ----
+ * work runs on a pool thread with the request current (rh_ctx_get works there); done runs
+ * afterwards on the request's ring thread, exactly once, and may answer, offload again or
+ * rh_next. status: 0 (work ran), -ETIME (waited past --pool-timeout: not run), -ETIMEDOUT
+ * (ran past the deadline and stopped via rh_offload_check), -ECANCELED (the client left or
+ * the server stopped: not run). If done leaves the request unanswered after -ETIME or
+ * -ETIMEDOUT, ringhttp answers 503 or 504.
+ * rh_offload returns 0, or -EAGAIN (queue full) / -ESHUTDOWN, in which case it has already
+ * answered 503 with Retry-After: do not touch req again; done is not called. */
+typedef void (*rh_work_fn)(rh_req *req, void *arg);
+typedef void (*rh_done_fn)(rh_req *req, int status, void *arg);
+int rh_offload(rh_req *req, rh_work_fn work, rh_done_fn done, void *arg);
+/* The same on a lane (thread_sensitive): its tasks run one at a time, in order, always on
+ * the lane's one thread. -ENOENT (and a 500) for an undeclared lane. */
+int rh_offload_lane(rh_req *req, const char *lane, rh_work_fn work, rh_done_fn done,
+                    void *arg);
+/* Declares a lane before start; queue_cap 0: 1024. At most 8. */
+int rh_lane_declare(rh_server *srv, const char *name, unsigned queue_cap);
+/* A route whose handler runs whole on the pool (a WSGI-style synchronous handler): it may
+ * block, and answers with rh_respond as usual; the ring sends the answer. lane NULL: the
+ * shared pool. */
+int rh_route_blocking(rh_server *srv, const char *method, const char *pattern,
+                      rh_handler_fn fn, void *udata, const char *lane);
+/* From work (or a blocking handler): 0 to go on, -ETIMEDOUT past the deadline (stop; the
+ * answer becomes 504), -ECANCELED if the client left. */
+int rh_offload_check(void);
+/* async_to_sync: from work, runs fn(arg) on the request's ring thread, with the request
+ * current, and blocks this pool thread until it returns. -EPERM outside work. */
+int rh_call_on_ring(void (*fn)(void *arg), void *arg);
+
 /* ---- middleware ----
  * An ordered chain run before the route's handler. `before` may let the request go on
  * (RH_MW_NEXT), answer it itself (RH_MW_DONE, short-circuit), or suspend it

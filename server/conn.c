@@ -484,8 +484,9 @@ static void conn_finish_close(struct rh_conn *c)
         struct rh_req *r = c->req;
         c->req = NULL;
         if (c->flags & C_PAUSED) {
-            r->conn = NULL; /* its handler still runs: it ends the orphan */
-            req_detach_head(r);
+            req_detach_head(r); /* no-op when offloaded: done before it left */
+            r->conn = NULL;     /* its handler still runs: it ends the orphan */
+            offload_cancel(r);  /* not started yet: it never will */
         } else {
             req_end(r);
         }
@@ -556,6 +557,32 @@ void conn_register_ops(struct rh_loop *loop)
     rh_loop_on(loop, RH_OP_RECV, on_recv);
     rh_loop_on(loop, RH_OP_SEND, on_send);
     loop->before_submit = worker_flush;
+}
+
+/* The ring has exited: no op of any connection is in flight any more (or never will
+ * complete). Requests still out (on the pool) become orphans; the rest end here. */
+void worker_abandon_requests(struct rh_worker *w)
+{
+    for (uint32_t i = 0; i < w->srv->cfg.max_conns; i++) {
+        struct rh_conn *c = &w->conns[i];
+        if (!conn_live(c))
+            continue;
+        struct rh_req *r = c->req;
+        c->req = NULL;
+        if (r && (c->flags & C_PAUSED)) {
+            r->conn = NULL;
+            offload_cancel(r);
+        } else if (r) {
+            r->conn = NULL;
+            req_end(r);
+        }
+        if (c->in)
+            in_block_put(w, c->in);
+        obuf_release(w, &c->wbuf);
+        obuf_release(w, &c->pbuf);
+        close(c->fd);
+        c->fd = -1;
+    }
 }
 
 /* Graceful stop: idle connections go now; busy ones finish their request, then close. */

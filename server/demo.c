@@ -2,7 +2,17 @@
  * health check and an index page that lists them. */
 #include "server/demo.h"
 
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Literal bodies: the length comes from the literal, never counted by hand. */
+#define RESPOND_LIT(req, status, ctype, lit) rh_respond(req, status, ctype, lit, sizeof(lit) - 1)
 
 static const char index_html[] =
     "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>ringhttp</title></head>\n"
@@ -11,6 +21,9 @@ static const char index_html[] =
     "<li><a href=\"/json\">/json</a>: a JSON message</li>\n"
     "<li><code>curl -d hello http://HOST/echo</code>: echoes the body</li>\n"
     "<li><a href=\"/healthz\">/healthz</a>: health check</li>\n"
+    "<li><a href=\"/blocking?ms=50\">/blocking?ms=50</a>: sleeps 50 ms on the pool</li>\n"
+    "<li><a href=\"/db?id=42\">/db?id=42</a>: a SQLite row read through the db lane</li>\n"
+    "<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\n"
     "</ul></body></html>\n";
 
 static void on_index(rh_req *req, void *udata)
@@ -20,7 +33,7 @@ static void on_index(rh_req *req, void *udata)
 
 static void on_plaintext(rh_req *req, void *udata)
 {
-    rh_respond(req, 200, "text/plain", "Hello, World!", 13);
+    RESPOND_LIT(req, 200, "text/plain", "Hello, World!");
 }
 
 static void on_json(rh_req *req, void *udata)
@@ -44,7 +57,103 @@ static void on_echo(rh_req *req, void *udata)
 
 static void on_healthz(rh_req *req, void *udata)
 {
-    rh_respond(req, 200, "text/plain", "ok\n", 3);
+    RESPOND_LIT(req, 200, "text/plain", "ok\n");
+}
+
+/* /blocking?ms=N: sleeps on a pool thread in 5 ms steps, checking its deadline so a
+ * --pool-timeout overrun stops it (the ring then answers 504). */
+static void on_blocking(rh_req *req, void *udata)
+{
+    rh_str v;
+    long ms = rh_req_query_param(req, "ms", &v) == 0 ? strtol(v.ptr, NULL, 10) : 0;
+    if (ms < 0 || ms > 60000) {
+        RESPOND_LIT(req, 400, "text/plain", "ms must be 0..60000\n");
+        return;
+    }
+    for (long left = ms; left > 0; left -= 5) {
+        if (rh_offload_check() < 0)
+            return; /* past the deadline or the client left: no answer */
+        struct timespec ts = {0, (left < 5 ? left : 5) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    char body[48];
+    int n = snprintf(body, sizeof(body), "slept %ld", ms);
+    rh_respond(req, 200, "text/plain", body, (size_t)n);
+}
+
+/* ---- /db: a real SQLite database read through the "db" lane ---- */
+
+static char db_path[64];
+static pthread_key_t db_key; /* the lane thread's connection, closed when it exits */
+static pthread_once_t db_key_once = PTHREAD_ONCE_INIT;
+
+static void db_close(void *p) { sqlite3_close(p); }
+static void db_key_make(void) { pthread_key_create(&db_key, db_close); }
+
+/* Opened on the lane's own thread on first use and only ever used there: this connection
+ * is the kind of resource thread_sensitive exists for. */
+static sqlite3 *lane_db(void)
+{
+    pthread_once(&db_key_once, db_key_make);
+    sqlite3 *db = pthread_getspecific(db_key);
+    if (!db && sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                               NULL) == SQLITE_OK)
+        pthread_setspecific(db_key, db);
+    return db;
+}
+
+static void on_db(rh_req *req, void *udata)
+{
+    rh_str v;
+    char *end = NULL;
+    long id = rh_req_query_param(req, "id", &v) == 0 ? strtol(v.ptr, &end, 10) : -1;
+    if (id < 1 || !end || end != v.ptr + v.len) {
+        RESPOND_LIT(req, 400, "application/json", "{\"error\":\"id must be 1..10000\"}");
+        return;
+    }
+    sqlite3 *db = lane_db();
+    sqlite3_stmt *st = NULL;
+    if (!db || sqlite3_prepare_v2(db, "SELECT id, name, value FROM items WHERE id = ?", -1,
+                                  &st, NULL) != SQLITE_OK) {
+        RESPOND_LIT(req, 500, "application/json", "{\"error\":\"database\"}");
+        return;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    char body[160];
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        int n = snprintf(body, sizeof(body), "{\"id\":%lld,\"name\":\"%s\",\"value\":%lld}",
+                         (long long)sqlite3_column_int64(st, 0),
+                         (const char *)sqlite3_column_text(st, 1),
+                         (long long)sqlite3_column_int64(st, 2));
+        rh_respond(req, 200, "application/json", body, (size_t)n);
+    } else {
+        RESPOND_LIT(req, 404, "application/json", "{\"error\":\"no such row\"}");
+    }
+    sqlite3_finalize(st);
+}
+
+static int db_create(void)
+{
+    snprintf(db_path, sizeof(db_path), "/tmp/ringhttp-demo-%d.db", (int)getpid());
+    unlink(db_path);
+    sqlite3 *db;
+    if (sqlite3_open(db_path, &db) != SQLITE_OK)
+        return -EIO;
+    int rc = sqlite3_exec(db,
+                          "PRAGMA journal_mode=OFF; BEGIN;"
+                          "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT, value INTEGER);"
+                          "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                          "WHERE i < 10000) INSERT INTO items SELECT i, 'item-' || i, "
+                          "(i * 7919) % 10007 FROM n; COMMIT;",
+                          NULL, NULL, NULL);
+    sqlite3_close(db);
+    return rc == SQLITE_OK ? 0 : -EIO;
+}
+
+void demo_cleanup(void)
+{
+    if (db_path[0])
+        unlink(db_path);
 }
 
 int demo_routes_add(rh_server *srv)
@@ -56,5 +165,9 @@ int demo_routes_add(rh_server *srv)
     ret = ret ? ret : rh_route(srv, "POST", "/echo", on_echo, NULL);
     ret = ret ? ret : rh_route(srv, "PUT", "/echo", on_echo, NULL);
     ret = ret ? ret : rh_route(srv, "GET", "/healthz", on_healthz, NULL);
+    ret = ret ? ret : rh_route_blocking(srv, "GET", "/blocking", on_blocking, NULL, NULL);
+    ret = ret ? ret : db_create();
+    ret = ret ? ret : rh_lane_declare(srv, "db", 1024);
+    ret = ret ? ret : rh_route_blocking(srv, "GET", "/db", on_db, NULL, "db");
     return ret;
 }

@@ -3,7 +3,10 @@
 #define RH_SERVER_DEMO_H
 #include "include/ringhttp.h"
 
-/* Registers /, /plaintext, /json, /echo and /healthz. */
+/* Registers /, /plaintext, /json, /echo, /healthz, /blocking (pool) and /db (a SQLite
+ * database of 10,000 rows made now, read through the "db" lane). */
 int demo_routes_add(rh_server *srv);
+/* Removes the demo database file. */
+void demo_cleanup(void);
 
 #endif

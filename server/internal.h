@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "ctx/ctx.h"
+#include "pool/pool.h"
 #include "include/ringhttp.h"
 #include "uring/loop.h"
 
@@ -31,6 +32,8 @@
 #define RH_NO_BUF 0xffffu
 #define RH_LINGER_MS 1500u
 #define RH_MAX_MIDDLEWARE 16
+#define RH_MAX_LANES 8
+#define RH_MAX_BLOCKING_ROUTES 64
 
 struct rh_route_node;
 
@@ -123,6 +126,9 @@ struct rh_req {
     uint16_t busy;  /* nesting of req_enter: the request is released only at 0 */
     uint8_t mw_pos; /* next middleware to run */
     uint8_t mw_ran; /* middlewares whose before ran: their after hooks run */
+    bool lent;      /* on a pool thread: written and read only there (rh_respond captures) */
+    void *offload;  /* the task out on the pool, or NULL (ring thread only) */
+    struct captured *captured; /* an answer made on the pool thread, sent by the ring */
 
     const char *base;  /* start of the request head (in conn->in, or head_copy) */
     char *head_copy;   /* owned copy of the head once detached (mimalloc) */
@@ -204,6 +210,7 @@ struct rh_worker {
 
     struct rh_conn *dirty; /* connections with output or a recv to arm this iteration */
     struct rh_req *free_reqs;
+    struct offload *free_offloads;
     char *free_in, *free_out; /* free lists of RH_IN_BLOCK / RH_OUT_BLOCK blocks */
     uint16_t *held_next;     /* per provided buffer: next in a connection's held list */
     uint32_t *held_len;
@@ -235,6 +242,11 @@ struct rh_server {
     pthread_cond_t start_cond;
     unsigned started;
     bool threads_live;
+    struct rh_pool *pool;
+    struct rh_lane_config lanes[RH_MAX_LANES];
+    unsigned nlanes;
+    struct blocking_route *blocking[RH_MAX_BLOCKING_ROUTES];
+    unsigned nblocking;
     int log_fd; /* the access log, -1: off; each worker writes through its own dup */
     char *log_path;
 };
@@ -255,6 +267,7 @@ void conn_fail(struct rh_conn *c, int status); /* answer status, then close */
 void conn_close(struct rh_conn *c);
 void worker_flush(struct rh_loop *loop);
 void worker_close_all(struct rh_worker *w, bool idle_only);
+void worker_abandon_requests(struct rh_worker *w); /* the ring is gone: orphan them all */
 void conn_arm_accept(struct rh_worker *w);
 
 /* parse.c */
@@ -281,11 +294,23 @@ static inline const char *req_ptr(const struct rh_req *req, struct rh_slice s)
 
 /* response.c */
 int resp_error(struct rh_req *req, int status); /* a canned error page, Connection: close */
+int resp_error_keepalive(struct rh_req *req, int status); /* the same, connection kept */
 void resp_write_raw(struct rh_conn *c, const char *data, size_t len);
 void obuf_release(struct rh_worker *w, struct rh_obuf *b);
 char *obuf_reserve(struct rh_worker *w, struct rh_obuf *b, size_t n);
 void worker_refresh_date(struct rh_worker *w);
 size_t rh_fmt_u64(char *out, uint64_t v);
+
+/* offload.c */
+int offload_start(rh_server *srv);
+void offload_stop(rh_server *srv);
+void offload_free(rh_server *srv);
+void offload_worker_free(struct rh_worker *w);
+void offload_cancel(struct rh_req *req);
+int offload_capture(struct rh_req *req, int status, const char *ctype, const void *body,
+                    size_t len);
+void offload_replay(struct rh_req *req);
+void metrics_render_pool(const rh_server *srv, char *buf, size_t *len, size_t cap);
 
 /* metrics.c */
 void stats_count_response(struct rh_req *req, int status);

@@ -26,6 +26,9 @@ static void usage(FILE *out)
             "  --idle-timeout MS    keep-alive idle (default 60000)\n"
             "  --write-timeout MS   stalled send (default 30000)\n"
             "  --drain-timeout MS   graceful stop (default 10000)\n"
+            "  --pool-threads N     blocking-task pool threads (default 2x CPUs, >= 4)\n"
+            "  --pool-queue N       pool queue bound; past it 503 (default 1024)\n"
+            "  --pool-timeout MS    deadline of a pool task (default 0: none)\n"
             "  --access-log DEST    FILE, - (stdout) or off (default off); SIGHUP reopens\n"
             "  --request-id         add the request-id middleware (default on)\n"
             "  --no-request-id      leave it out\n"
@@ -37,6 +40,7 @@ enum {
     OPT_HOST = 256, OPT_PORT, OPT_THREADS, OPT_ROOT, OPT_MAX_BODY, OPT_MAX_HEADER,
     OPT_MAX_CONNS, OPT_HEADER_TO, OPT_BODY_TO, OPT_IDLE_TO, OPT_WRITE_TO, OPT_DRAIN_TO,
     OPT_QUIET, OPT_HELP, OPT_VERSION, OPT_ACCESS_LOG, OPT_REQUEST_ID, OPT_NO_REQUEST_ID,
+    OPT_POOL_THREADS, OPT_POOL_QUEUE, OPT_POOL_TIMEOUT,
 };
 
 static const struct option options[] = {
@@ -53,6 +57,9 @@ static const struct option options[] = {
     {"write-timeout", required_argument, 0, OPT_WRITE_TO},
     {"drain-timeout", required_argument, 0, OPT_DRAIN_TO},
     {"quiet", no_argument, 0, OPT_QUIET},
+    {"pool-threads", required_argument, 0, OPT_POOL_THREADS},
+    {"pool-queue", required_argument, 0, OPT_POOL_QUEUE},
+    {"pool-timeout", required_argument, 0, OPT_POOL_TIMEOUT},
     {"access-log", required_argument, 0, OPT_ACCESS_LOG},
     {"request-id", no_argument, 0, OPT_REQUEST_ID},
     {"no-request-id", no_argument, 0, OPT_NO_REQUEST_ID},
@@ -105,6 +112,9 @@ static int apply_option(struct cli *cli, int opt, const char *arg)
     case OPT_IDLE_TO: c->idle_timeout_ms = (unsigned)v; break;
     case OPT_WRITE_TO: c->write_timeout_ms = (unsigned)v; break;
     case OPT_DRAIN_TO: c->drain_timeout_ms = (unsigned)v; break;
+    case OPT_POOL_THREADS: c->pool_threads = (unsigned)v; break;
+    case OPT_POOL_QUEUE: c->pool_queue = (unsigned)v; break;
+    case OPT_POOL_TIMEOUT: c->pool_timeout_ms = (unsigned)v; break;
     default: return -EINVAL;
     }
     return 0;
@@ -192,6 +202,7 @@ int main(int argc, char **argv)
     if (ret < 0) {
         explain_start_error(ret);
         rh_server_free(srv);
+        demo_cleanup();
         return 1;
     }
     if (!cli.cfg.quiet) {
@@ -211,5 +222,6 @@ int main(int argc, char **argv)
     rh_server_stop(srv);
     ret = rh_server_wait(srv);
     rh_server_free(srv);
+    demo_cleanup();
     return ret < 0 ? 1 : 0;
 }

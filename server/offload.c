@@ -1,12 +1,358 @@
-/* Offload glue between requests and pool/ (filled in with the pool). */
-#include <stddef.h>
+/* Offload: requests leave the ring for pool/ and come back. A task object per offload comes
+ * from the worker's free list (no allocation in steady state); the request's head is copied
+ * out first, so while a pool thread holds the request nothing it reads belongs to the
+ * connection, and the ring touches the request only once the task is delivered back. */
+#include <errno.h>
+#include <mimalloc.h>
+#include <stdio.h>
+#include <string.h>
 
+#include "pool/pool.h"
 #include "server/internal.h"
+
+struct offload {
+    struct rh_task task; /* first: rh_pool_current_task() -> struct offload */
+    struct rh_req *req;
+    rh_work_fn work;
+    rh_done_fn done;
+    void *arg;
+    struct offload *next_free;
+};
+
+/* A blocking handler's answer, made on the pool thread, sent by the ring. */
+struct captured {
+    int status;
+    char ctype[96];
+    bool has_ctype;
+    size_t len;
+    char body[];
+};
+
+static struct offload *offload_get(struct rh_worker *w)
+{
+    struct offload *o = w->free_offloads;
+    if (o) {
+        w->free_offloads = o->next_free;
+        return o;
+    }
+    return mi_zalloc(sizeof(*o)); /* owner: the worker's free list, from the first use on */
+}
+
+static void offload_put(struct rh_worker *w, struct offload *o)
+{
+    o->next_free = w->free_offloads;
+    w->free_offloads = o;
+}
+
+/* ---- on the pool thread ---- */
+
+static void run_work(struct rh_task *t)
+{
+    struct offload *o = (struct offload *)t;
+    struct rh_ctx *prev = ctx_enter(&o->req->ctx);
+    o->req->lent = true; /* rh_respond here captures the answer for the ring */
+    o->work(o->req, o->arg);
+    o->req->lent = false;
+    ctx_leave(prev);
+}
+
+int rh_offload_check(void)
+{
+    struct rh_task *t = rh_pool_current_task();
+    return t ? rh_task_check(t) : 0;
+}
+
+struct ring_call {
+    struct rh_req *req;
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+static void ring_call_tramp(void *p)
+{
+    struct ring_call *rc = p;
+    struct rh_ctx *prev = ctx_enter(&rc->req->ctx); /* the request stays current */
+    rc->fn(rc->arg);
+    ctx_leave(prev);
+}
+
+int rh_call_on_ring(void (*fn)(void *arg), void *arg)
+{
+    struct rh_task *t = rh_pool_current_task();
+    if (!t)
+        return -EPERM;
+    struct ring_call rc = {((struct offload *)t)->req, fn, arg};
+    rh_task_call_on_owner(t, ring_call_tramp, &rc);
+    return 0;
+}
+
+/* ---- back on the ring ---- */
+
+static int status_of(const struct rh_task *t)
+{
+    switch (atomic_load_explicit(&t->state, memory_order_acquire)) {
+    case RH_TASK_DONE:
+        return t->stop_reason == -ETIMEDOUT ? -ETIMEDOUT : 0;
+    case RH_TASK_EXPIRED:
+        return -ETIME;
+    default:
+        return -ECANCELED;
+    }
+}
+
+static void on_delivered(struct rh_loop *loop, struct rh_msg *msg)
+{
+    struct offload *o = (struct offload *)msg;
+    struct rh_req *r = o->req;
+    rh_done_fn done = o->done;
+    void *arg = o->arg;
+    int status = status_of(&o->task);
+    r->offload = NULL;
+    offload_put(r->w, o);
+    struct rh_ctx *prev = req_enter(r);
+    offload_replay(r); /* an answer given on the pool thread goes out first */
+    done(r, status, arg);
+    if (!(r->flags & (R_RESP_STARTED | R_FINISHED)) && !r->offload) {
+        if (status == -ETIME)
+            resp_error(r, 503);
+        else if (status == -ETIMEDOUT)
+            resp_error(r, 504);
+        else if (status == -ECANCELED && !r->conn)
+            rh_respond(r, 499, NULL, NULL, 0); /* nobody to answer: just end it */
+    }
+    req_leave(r, prev);
+}
+
+static int submit(struct rh_req *r, int lane, rh_work_fn work, rh_done_fn done, void *arg)
+{
+    struct rh_worker *w = r->w;
+    struct rh_pool *pool = w->srv->pool;
+    if (!pool)
+        return -ESHUTDOWN;
+    struct offload *o = offload_get(w);
+    if (!o)
+        return -ENOMEM;
+    o->req = r;
+    o->work = work;
+    o->done = done;
+    o->arg = arg;
+    o->task.msg.fn = on_delivered;
+    o->task.work = run_work;
+    o->task.owner = &w->loop;
+    o->task.deadline_ns = 0;
+    req_detach_head(r); /* the pool thread must not read the connection's buffer */
+    int ret = lane < 0 ? rh_pool_submit(pool, &o->task) : rh_pool_submit_lane(pool, lane, &o->task);
+    if (ret < 0) {
+        offload_put(w, o);
+        return ret;
+    }
+    r->offload = o;
+    return 0;
+}
+
+static int answer_refusal(struct rh_req *r, int err)
+{
+    if (err == -ENOENT) {
+        rh_respond(r, 500, "text/plain", "no such lane\n", 13);
+        return err;
+    }
+    resp_error_keepalive(r, 503); /* back-pressure: the client may retry */
+    return err;
+}
+
+int rh_offload(rh_req *r, rh_work_fn work, rh_done_fn done, void *arg)
+{
+    int ret = submit(r, -1, work, done, arg);
+    return ret < 0 ? answer_refusal(r, ret) : 0;
+}
+
+int rh_offload_lane(rh_req *r, const char *lane, rh_work_fn work, rh_done_fn done, void *arg)
+{
+    struct rh_pool *pool = r->w->srv->pool;
+    int idx = pool ? rh_pool_lane_find(pool, lane) : -ENOENT;
+    int ret = idx < 0 ? idx : submit(r, idx, work, done, arg);
+    return ret < 0 ? answer_refusal(r, ret) : 0;
+}
+
+/* The connection is gone under an offloaded request: a task not yet started is dropped. */
+void offload_cancel(struct rh_req *r)
+{
+    if (r->offload)
+        rh_task_cancel(&((struct offload *)r->offload)->task);
+}
+
+/* ---- blocking routes ---- */
+
+struct blocking_route {
+    rh_handler_fn fn;
+    void *udata;
+    char lane[32];
+};
+
+static void blocking_work(rh_req *r, void *arg)
+{
+    struct blocking_route *b = arg;
+    b->fn(r, b->udata);
+}
+
+/* Called by rh_respond on the pool thread: keep the answer for the ring. */
+int offload_capture(struct rh_req *r, int status, const char *ctype, const void *body,
+                    size_t len)
+{
+    if (r->captured)
+        return -EALREADY;
+    struct captured *c = mi_malloc(sizeof(*c) + len); /* owner: the request, until sent */
+    if (!c)
+        return -ENOMEM;
+    c->status = status;
+    c->has_ctype = ctype != NULL;
+    if (ctype)
+        snprintf(c->ctype, sizeof(c->ctype), "%s", ctype);
+    c->len = len;
+    if (len)
+        memcpy(c->body, body, len);
+    r->captured = c;
+    return 0;
+}
+
+void offload_replay(struct rh_req *r)
+{
+    struct captured *c = r->captured;
+    if (!c)
+        return;
+    r->captured = NULL;
+    rh_respond(r, c->status, c->has_ctype ? c->ctype : NULL, c->body, c->len);
+    mi_free(c);
+}
+
+static void blocking_done(rh_req *r, int status, void *arg)
+{
+    if (status == 0 && !rh_resp_started(r))
+        rh_respond(r, 500, "text/plain", "handler gave no answer\n", 23);
+}
+
+static void blocking_entry(rh_req *r, void *udata)
+{
+    struct blocking_route *b = udata;
+    if (b->lane[0])
+        rh_offload_lane(r, b->lane, blocking_work, blocking_done, b);
+    else
+        rh_offload(r, blocking_work, blocking_done, b);
+}
+
+int rh_route_blocking(rh_server *srv, const char *method, const char *pattern,
+                      rh_handler_fn fn, void *udata, const char *lane)
+{
+    if (srv->threads_live)
+        return -EBUSY;
+    if (srv->nblocking >= RH_MAX_BLOCKING_ROUTES || (lane && strlen(lane) >= 32))
+        return -ENOSPC;
+    struct blocking_route *b = mi_zalloc(sizeof(*b)); /* owner: srv, freed with it */
+    if (!b)
+        return -ENOMEM;
+    b->fn = fn;
+    b->udata = udata;
+    if (lane)
+        snprintf(b->lane, sizeof(b->lane), "%s", lane);
+    int ret = router_add(srv->routes, method, pattern, blocking_entry, b, true);
+    if (ret < 0) {
+        mi_free(b);
+        return ret;
+    }
+    srv->blocking[srv->nblocking++] = b;
+    return 0;
+}
+
+int rh_lane_declare(rh_server *srv, const char *name, unsigned queue_cap)
+{
+    if (srv->threads_live)
+        return -EBUSY;
+    if (srv->nlanes >= RH_MAX_LANES || !name || !name[0])
+        return -ENOSPC;
+    for (unsigned i = 0; i < srv->nlanes; i++)
+        if (strcmp(srv->lanes[i].name, name) == 0)
+            return -EEXIST;
+    srv->lanes[srv->nlanes].name = mi_strdup(name);
+    srv->lanes[srv->nlanes].queue_cap = queue_cap;
+    srv->nlanes++;
+    return 0;
+}
+
+/* ---- life cycle ---- */
+
+static void deliver(void *owner, struct rh_msg *msg) { rh_loop_post(owner, msg); }
+
+int offload_start(rh_server *srv)
+{
+    struct rh_pool_config pc = {
+        .threads = srv->cfg.pool_threads,
+        .queue_cap = srv->cfg.pool_queue,
+        .timeout_ms = srv->cfg.pool_timeout_ms,
+        .lanes = srv->lanes,
+        .nlanes = srv->nlanes,
+        .deliver = deliver,
+    };
+    return rh_pool_new(&pc, &srv->pool);
+}
+
+/* After the rings stopped: the pool runs what is queued, delivering into the rings' inboxes
+ * (still valid memory, their eventfds still open); then those deliveries are run here, on
+ * this thread, where every request is an orphan whose answer is dropped. */
+void offload_stop(rh_server *srv)
+{
+    if (!srv->pool)
+        return;
+    rh_pool_free(srv->pool);
+    srv->pool = NULL;
+    for (unsigned i = 0; i < srv->nworkers; i++)
+        rh_loop_drain_inbox(&srv->workers[i].loop);
+}
+
+void offload_free(rh_server *srv)
+{
+    for (unsigned i = 0; i < srv->nblocking; i++)
+        mi_free(srv->blocking[i]);
+    for (unsigned i = 0; i < srv->nlanes; i++)
+        mi_free((char *)srv->lanes[i].name);
+}
+
+void offload_worker_free(struct rh_worker *w)
+{
+    while (w->free_offloads) {
+        struct offload *o = w->free_offloads;
+        w->free_offloads = o->next_free;
+        mi_free(o);
+    }
+}
+
+static void render_one(char *buf, size_t *len, size_t cap, const char *label,
+                       const struct rh_pool_stats *s)
+{
+    int n = snprintf(buf + *len, cap - *len,
+                     "ringhttp_pool_queued{%s} %llu\nringhttp_pool_running{%s} %llu\n"
+                     "ringhttp_pool_completed_total{%s} %llu\n"
+                     "ringhttp_pool_rejected_total{%s} %llu\n"
+                     "ringhttp_pool_expired_total{%s} %llu\n"
+                     "ringhttp_pool_cancelled_total{%s} %llu\n",
+                     label, (unsigned long long)s->queued, label, (unsigned long long)s->running,
+                     label, (unsigned long long)s->completed, label,
+                     (unsigned long long)s->rejected, label, (unsigned long long)s->expired,
+                     label, (unsigned long long)s->cancelled);
+    if (n > 0 && (size_t)n < cap - *len)
+        *len += (size_t)n;
+}
 
 void metrics_render_pool(const rh_server *srv, char *buf, size_t *len, size_t cap)
 {
-    (void)srv;
-    (void)buf;
-    (void)len;
-    (void)cap;
+    if (!srv->pool)
+        return;
+    struct rh_pool_stats s;
+    rh_pool_get_stats(srv->pool, -1, &s);
+    render_one(buf, len, cap, "lane=\"\"", &s);
+    for (unsigned i = 0; i < rh_pool_lane_count(srv->pool); i++) {
+        char label[64];
+        snprintf(label, sizeof(label), "lane=\"%s\"", rh_pool_lane_name(srv->pool, i));
+        rh_pool_get_stats(srv->pool, (int)i, &s);
+        render_one(buf, len, cap, label, &s);
+    }
 }

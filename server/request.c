@@ -26,6 +26,9 @@ struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c)
     r->body_buf = NULL;
     r->body_len = r->body_cap = 0;
     r->request_id[0] = 0;
+    r->lent = false;
+    r->captured = NULL;
+    r->offload = NULL;
     r->started_ms = w->loop.now_ms;
     ctx_init(&r->ctx);
     return r;
@@ -42,6 +45,7 @@ void req_end(struct rh_req *r)
     ctx_leave(prev);
     mi_free(r->head_copy);
     mi_free(r->body_buf);
+    mi_free(r->captured);
     if (r->xhdr != r->xhdr_small)
         mi_free(r->xhdr);
     r->next_free = w->free_reqs;
@@ -262,7 +266,7 @@ int rh_req_http_minor(const rh_req *r) { return r->http_minor; }
 const char *rh_req_peer(const rh_req *r)
 {
     struct rh_conn *c = r->conn;
-    if (!c)
+    if (!c || r->lent) /* the connection is the ring's: not readable from a pool thread */
         return "-";
     if (c->peer[0]) /* one getpeername per connection, not per request */
         return c->peer;

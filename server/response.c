@@ -260,10 +260,12 @@ int rh_resp_header(rh_req *r, const char *name, const char *value)
 
 int rh_respond(rh_req *r, int status, const char *ctype, const void *body, size_t len)
 {
-    if (r->flags & R_RESP_STARTED)
-        return -EALREADY;
     if (status < 100 || status > 999)
         return -EINVAL;
+    if (r->lent) /* on a pool thread: the ring sends it when the task comes back */
+        return offload_capture(r, status, ctype, body, len);
+    if (r->flags & R_RESP_STARTED)
+        return -EALREADY;
     if (!r->conn) { /* the client went away: nothing to send */
         r->status = status;
         r->flags |= R_RESP_STARTED;
@@ -286,6 +288,8 @@ int rh_respond(rh_req *r, int status, const char *ctype, const void *body, size_
 
 int rh_resp_start(rh_req *r, int status, const char *ctype)
 {
+    if (r->lent)
+        return -ENOTSUP; /* stream from the ring (done callback), not from a pool thread */
     if (r->flags & R_RESP_STARTED)
         return -EALREADY;
     if (!r->conn) {
@@ -336,7 +340,18 @@ int rh_resp_end(rh_req *r)
     return 0;
 }
 
-bool rh_resp_started(const rh_req *r) { return r->flags & R_RESP_STARTED; }
+bool rh_resp_started(const rh_req *r)
+{
+    return (r->flags & R_RESP_STARTED) || (r->lent && r->captured);
+}
+
+int resp_error_keepalive(struct rh_req *r, int status)
+{
+    const char *reason = rh_status_reason(status);
+    if (status == 503)
+        rh_resp_header(r, "Retry-After", "1");
+    return rh_respond(r, status, "text/plain", reason, strlen(reason));
+}
 
 void mw_run_after(struct rh_req *r, int status)
 {

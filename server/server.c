@@ -216,6 +216,7 @@ static void worker_loop(struct rh_worker *w)
     w->loop.inflight++;
     rh_loop_drain(&w->loop, 2000);
     access_log_worker_stop(w);
+    worker_abandon_requests(w);
 }
 
 static void noop_timer(struct rh_timer *t) { (void)t; }
@@ -312,8 +313,11 @@ int rh_server_start(rh_server *srv)
         srv->workers[i].srv = srv;
         srv->workers[i].id = i;
         srv->workers[i].listen_fd = -1;
+        srv->workers[i].loop.wake_fd = -1; /* a worker that never starts owns no eventfd */
     }
     int ret = access_log_open(srv);
+    if (ret == 0)
+        ret = offload_start(srv);
     if (ret == 0)
         ret = open_listeners(srv);
     if (ret == 0)
@@ -344,6 +348,7 @@ int rh_server_wait(rh_server *srv)
         }
     }
     srv->threads_live = false;
+    offload_stop(srv); /* after the rings: runs what is queued, ends those requests */
     return srv->workers ? first_worker_error(srv) : 0;
 }
 
@@ -361,8 +366,12 @@ void rh_server_free(rh_server *srv)
         return;
     rh_server_stop(srv);
     rh_server_wait(srv);
-    for (unsigned i = 0; srv->workers && i < srv->nworkers; i++)
+    for (unsigned i = 0; srv->workers && i < srv->nworkers; i++) {
+        rh_loop_release(&srv->workers[i].loop);
+        offload_worker_free(&srv->workers[i]);
         worker_free_mem(&srv->workers[i]);
+    }
+    offload_free(srv);
     close_listeners(srv);
     mi_free(srv->workers);
     router_free(srv->routes);

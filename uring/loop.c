@@ -88,7 +88,7 @@ static void arm_wake(struct rh_loop *loop)
 }
 
 /* Drains the inbox in posting order. Producers push LIFO; reverse once. */
-static void drain_inbox(struct rh_loop *loop)
+void rh_loop_drain_inbox(struct rh_loop *loop)
 {
     struct rh_msg *list = atomic_exchange_explicit(&loop->inbox, NULL, memory_order_acquire);
     struct rh_msg *fifo = NULL;
@@ -112,7 +112,7 @@ static void on_wake(struct rh_loop *loop, const struct io_uring_cqe *cqe)
      * counter the next read returns at once), so no wake-up is lost. */
     if (!loop->finishing)
         arm_wake(loop);
-    drain_inbox(loop);
+    rh_loop_drain_inbox(loop);
 }
 
 static void on_timer(struct rh_loop *loop, const struct io_uring_cqe *cqe)
@@ -169,9 +169,15 @@ void rh_loop_fini(struct rh_loop *loop)
     if (b->bufs) {
         munmap(b->bufs, (size_t)b->count * b->size);
         munmap(b->br, (size_t)b->count * sizeof(struct io_uring_buf));
+        b->bufs = NULL;
     }
+}
+
+void rh_loop_release(struct rh_loop *loop)
+{
     if (loop->wake_fd >= 0)
         close(loop->wake_fd);
+    loop->wake_fd = -1;
 }
 
 static void ignore_cqe(struct rh_loop *loop, const struct io_uring_cqe *cqe)

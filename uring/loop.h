@@ -97,8 +97,13 @@ struct rh_loop {
 
 /* Creates the ring on the calling thread (which becomes its only submitter). -errno. */
 int rh_loop_init(struct rh_loop *loop, const struct rh_loop_config *cfg, void *owner);
-/* Tears down; call only once inflight is 0 (rh_loop_drain() gets it there). */
+/* Tears the ring down; call only once inflight is 0 (rh_loop_drain() gets it there). The
+ * mailbox stays valid, so late posts from other threads are harmless until
+ * rh_loop_release(), which its owner calls once no thread can post any more. */
 void rh_loop_fini(struct rh_loop *loop);
+void rh_loop_release(struct rh_loop *loop);
+/* Runs what is in the inbox now (the loop's own thread, or its owner after the loop ended). */
+void rh_loop_drain_inbox(struct rh_loop *loop);
 
 void rh_loop_on(struct rh_loop *loop, enum rh_op op, rh_cqe_fn fn);
 
