@@ -15,6 +15,7 @@
 
 static void on_hello(rh_req *req, void *udata)
 {
+    (void)udata;
     rh_str name = rh_req_param(req, "name");
     char body[128];
     int n = snprintf(body, sizeof(body), "hello, %.*s\n", (int)name.len, name.ptr);
