@@ -57,12 +57,12 @@ struct rh_task {
 
 struct rh_lane_config {
     const char *name; /* unique, non-empty; copied */
-    unsigned queue_cap; /* exact bound; 0: 1024 */
+    unsigned queue_cap; /* exact bound, at least 2 (1 is taken as 2); 0: 1024 */
 };
 
 struct rh_pool_config {
     unsigned threads;    /* worker threads; 0: 2x online CPUs, at least 4 */
-    unsigned queue_cap;  /* shared queue bound (exact, any value); 0: 1024 */
+    unsigned queue_cap;  /* shared queue bound (exact, at least 2); 0: 1024 */
     unsigned timeout_ms; /* default deadline from submission; 0: none */
     const struct rh_lane_config *lanes;
     unsigned nlanes;

@@ -240,6 +240,10 @@ static void on_recv(struct rh_loop *loop, const struct io_uring_cqe *cqe)
             conn_take_input(c, bid, (uint32_t)cqe->res);
     } else if (cqe->res == 0) {
         c->flags |= C_PEER_EOF;
+        if ((c->flags & C_PAUSED) && !(c->flags & C_CLOSING)) {
+            conn_close(c); /* gone while its handler runs: cancel it, drop the answer */
+            return;
+        }
     } else if (cqe->res != -ENOBUFS && cqe->res != -ECANCELED && !(c->flags & C_CLOSING)) {
         conn_close(c); /* reset or error: this may free the slot at once */
         return;
@@ -288,10 +292,9 @@ static void enter_linger(struct rh_conn *c)
 {
     c->phase = PH_LINGER;
     drop_held(c);
-    struct io_uring_sqe *sqe = rh_loop_sqe(&c->w->loop);
-    io_uring_prep_shutdown(sqe, c->fd, SHUT_WR);
-    io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_IGNORE, 0, 0));
-    c->w->loop.inflight++;
+    /* A plain shutdown(2), not IORING_OP_SHUTDOWN: the ring hands that op to io-wq, which
+     * looks the fd up later, by when it may be closed and reused by another connection. */
+    shutdown(c->fd, SHUT_WR);
     conn_arm_timer(c, RH_LINGER_MS);
     if (c->flags & C_PEER_EOF)
         conn_close(c);

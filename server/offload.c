@@ -4,6 +4,8 @@
  * connection, and the ring touches the request only once the task is delivered back. */
 #include <errno.h>
 #include <mimalloc.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -298,14 +300,46 @@ int offload_start(rh_server *srv)
 /* After the rings stopped: the pool runs what is queued, delivering into the rings' inboxes
  * (still valid memory, their eventfds still open); then those deliveries are run here, on
  * this thread, where every request is an orphan whose answer is dropped. */
+struct pool_closer {
+    struct rh_pool *pool;
+    atomic_bool done;
+};
+
+static void *close_pool(void *arg)
+{
+    struct pool_closer *pc = arg;
+    rh_pool_free(pc->pool);
+    atomic_store_explicit(&pc->done, true, memory_order_release);
+    return NULL;
+}
+
+static void drain_inboxes(rh_server *srv)
+{
+    for (unsigned i = 0; i < srv->nworkers; i++)
+        rh_loop_drain_inbox(&srv->workers[i].loop);
+}
+
+/* While the pool finishes on its own thread, this thread stands in for the stopped rings:
+ * it runs what they are sent, including rh_call_on_ring, which would otherwise wait for a
+ * ring that will never run again. */
 void offload_stop(rh_server *srv)
 {
     if (!srv->pool)
         return;
-    rh_pool_free(srv->pool);
+    struct pool_closer pc = {.pool = srv->pool};
+    pthread_t t;
+    if (pthread_create(&t, NULL, close_pool, &pc) != 0) {
+        close_pool(&pc); /* no thread to spare: no ring call can be served then */
+    } else {
+        while (!atomic_load_explicit(&pc.done, memory_order_acquire)) {
+            drain_inboxes(srv);
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+        pthread_join(t, NULL);
+    }
     srv->pool = NULL;
-    for (unsigned i = 0; i < srv->nworkers; i++)
-        rh_loop_drain_inbox(&srv->workers[i].loop);
+    drain_inboxes(srv);
 }
 
 void offload_free(rh_server *srv)

@@ -39,8 +39,7 @@ static int on_message_begin(llhttp_t *p)
         c->req = req_acquire(c->w, c);
     c->phase = PH_HEAD;
     if (c->requests > 0) /* first request: the accept armed the header timer already */
-        rh_loop_timer_arm(&c->w->loop, &c->timer,
-                          c->w->loop.now_ms + c->w->srv->cfg.header_timeout_ms);
+        rh_loop_timer_arm(&c->w->loop, &c->timer, c->w->srv->cfg.header_timeout_ms);
     return 0;
 }
 
@@ -178,8 +177,7 @@ static int on_headers_complete(llhttp_t *p)
     bool has_body = (r->flags & R_CHUNKED) || r->content_length > 0;
     if (has_body) {
         c->phase = PH_BODY;
-        rh_loop_timer_arm(&c->w->loop, &c->timer,
-                          c->w->loop.now_ms + c->w->srv->cfg.body_timeout_ms);
+        rh_loop_timer_arm(&c->w->loop, &c->timer, c->w->srv->cfg.body_timeout_ms);
         if ((r->flags & R_EXPECT_CONTINUE) && r->http_minor == 1)
             send_continue(c);
     }
@@ -259,15 +257,30 @@ static bool is_tchar(unsigned char ch)
            (ch && strchr("!#$%&'*+-.^_`|~", ch));
 }
 
-/* An unknown method that is a well-formed token gets 501; garbage gets 400. */
-static int status_for_bad_method(const char *start, const char *pos)
+static const char *skip_while(const char *q, const char *end, bool (*ok)(unsigned char))
 {
-    if (pos == start)
+    while (q < end && ok((unsigned char)*q))
+        q++;
+    return q;
+}
+
+static bool is_target_char(unsigned char ch) { return ch > ' ' && ch < 127; }
+static bool is_digit(unsigned char ch) { return ch >= '0' && ch <= '9'; }
+
+/* An unknown method in a well-formed request line ("BREW /pot HTTP/1.1") gets 501; anything
+ * else gets 400. llhttp stops at the first byte no method it knows can have, so the line is
+ * checked here: TOKEN SP target SP HTTP/d.d CRLF, all of it already received. */
+static int status_for_bad_method(const char *start, const char *end)
+{
+    const char *q = skip_while(start, end, is_tchar);
+    if (q == start || q == end || *q++ != ' ')
         return 400;
-    for (const char *q = start; q < pos; q++)
-        if (!is_tchar((unsigned char)*q))
-            return 400;
-    return *pos == ' ' || is_tchar((unsigned char)*pos) ? 501 : 400;
+    const char *t = skip_while(q, end, is_target_char);
+    if (t == q || end - t < 11 || memcmp(t, " HTTP/", 6) != 0)
+        return 400;
+    t += 6;
+    bool version = is_digit((unsigned char)t[0]) && t[1] == '.' && is_digit((unsigned char)t[2]);
+    return version && t[3] == '\r' && t[4] == '\n' ? 501 : 400;
 }
 
 int parse_error_status(struct rh_conn *c, int err)
@@ -277,14 +290,13 @@ int parse_error_status(struct rh_conn *c, int err)
         return r->err_status;
     switch (err) {
     case HPE_INVALID_METHOD: {
-        const char *pos = llhttp_get_error_pos(&c->parser);
         const char *start = r && r->base ? r->base : c->in + c->in_off;
-        return pos ? status_for_bad_method(start, pos) : 400;
+        return status_for_bad_method(start, c->in + c->in_len);
     }
     case HPE_INVALID_VERSION:
         return 505;
-    case HPE_INVALID_TRANSFER_ENCODING:
-        return 501;
+    case HPE_INVALID_TRANSFER_ENCODING: /* chunked not last: the length is unknowable */
+        return 400;
     default:
         return 400;
     }

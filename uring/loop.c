@@ -41,7 +41,7 @@ static int setup_ring(struct rh_loop *loop, unsigned entries)
     if (ret != -EINVAL)
         return ret;
     memset(&p, 0, sizeof(p));
-    p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
+    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
     p.cq_entries = entries * 4;
     loop->defer_taskrun = false;
     return io_uring_queue_init_params(entries, &loop->ring, &p);
@@ -149,7 +149,8 @@ int rh_loop_init(struct rh_loop *loop, const struct rh_loop_config *cfg, void *o
     loop->wake_fd = eventfd(0, EFD_CLOEXEC);
     if (loop->wake_fd < 0) {
         ret = -errno;
-        goto fail_ring;
+        rh_loop_fini(loop); /* the ring and the buffer ring's memory */
+        return ret;
     }
     loop->now_ms = monotonic_ms();
     rh_wheel_init(&loop->wheel, loop->now_ms);
@@ -254,6 +255,10 @@ int rh_loop_run_once(struct rh_loop *loop)
     /* Completions dispatched here may queue more; keep reaping while any are there. */
     while (reap(loop))
         ;
+    /* Messages whose poster has not written the eventfd yet (preempted between its push and
+     * its write): take them now rather than wait for that thread to run again. */
+    if (atomic_load_explicit(&loop->inbox, memory_order_relaxed))
+        rh_loop_drain_inbox(loop);
     loop->now_ms = monotonic_ms();
     rh_wheel_advance(&loop->wheel, loop->now_ms);
     return 0;
