@@ -73,9 +73,11 @@ static int status_of(const char *resp)
 
 /* ---- routes ---- */
 
-static pid_t ring_tid, pool_tid, call_tid;
-static bool call_saw_req;
-static rh_req *call_req;
+/* Written by server threads, read by the test after the answer: atomics, because TSan
+ * cannot see the socket round trip that orders them. */
+static _Atomic pid_t ring_tid, pool_tid, call_tid;
+static atomic_bool call_saw_req;
+static rh_req *_Atomic call_req;
 
 static void ctx_work(rh_req *req, void *arg)
 {
