@@ -61,7 +61,8 @@ static void on_healthz(rh_req *req, void *udata)
 }
 
 /* /blocking?ms=N: sleeps on a pool thread in 5 ms steps, checking its deadline so a
- * --pool-timeout overrun stops it (the ring then answers 504). */
+ * --pool-timeout overrun stops it (the ring then answers 504). With cooperate=0 it sleeps
+ * without checking, like a driver call that cannot be interrupted. */
 static void on_blocking(rh_req *req, void *udata)
 {
     rh_str v;
@@ -70,8 +71,9 @@ static void on_blocking(rh_req *req, void *udata)
         RESPOND_LIT(req, 400, "text/plain", "ms must be 0..60000\n");
         return;
     }
+    bool cooperate = !(rh_req_query_param(req, "cooperate", &v) == 0 && v.len == 1 && v.ptr[0] == '0');
     for (long left = ms; left > 0; left -= 5) {
-        if (rh_offload_check() < 0)
+        if (cooperate && rh_offload_check() < 0)
             return; /* past the deadline or the client left: no answer */
         struct timespec ts = {0, (left < 5 ? left : 5) * 1000000L};
         nanosleep(&ts, NULL);

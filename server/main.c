@@ -32,6 +32,7 @@ static void usage(FILE *out)
             "  --access-log DEST    FILE, - (stdout) or off (default off); SIGHUP reopens\n"
             "  --request-id         add the request-id middleware (default on)\n"
             "  --no-request-id      leave it out\n"
+            "  --noop-middleware N  add N empty middlewares (to measure the chain's cost)\n"
             "  --quiet              no start-up line\n"
             "  --help, --version\n");
 }
@@ -40,7 +41,7 @@ enum {
     OPT_HOST = 256, OPT_PORT, OPT_THREADS, OPT_ROOT, OPT_MAX_BODY, OPT_MAX_HEADER,
     OPT_MAX_CONNS, OPT_HEADER_TO, OPT_BODY_TO, OPT_IDLE_TO, OPT_WRITE_TO, OPT_DRAIN_TO,
     OPT_QUIET, OPT_HELP, OPT_VERSION, OPT_ACCESS_LOG, OPT_REQUEST_ID, OPT_NO_REQUEST_ID,
-    OPT_POOL_THREADS, OPT_POOL_QUEUE, OPT_POOL_TIMEOUT,
+    OPT_POOL_THREADS, OPT_POOL_QUEUE, OPT_POOL_TIMEOUT, OPT_NOOP_MW,
 };
 
 static const struct option options[] = {
@@ -58,6 +59,7 @@ static const struct option options[] = {
     {"drain-timeout", required_argument, 0, OPT_DRAIN_TO},
     {"quiet", no_argument, 0, OPT_QUIET},
     {"pool-threads", required_argument, 0, OPT_POOL_THREADS},
+    {"noop-middleware", required_argument, 0, OPT_NOOP_MW},
     {"pool-queue", required_argument, 0, OPT_POOL_QUEUE},
     {"pool-timeout", required_argument, 0, OPT_POOL_TIMEOUT},
     {"access-log", required_argument, 0, OPT_ACCESS_LOG},
@@ -83,6 +85,7 @@ struct cli {
     rh_config cfg;
     const char *root;
     bool no_request_id;
+    unsigned noop_middleware;
 };
 
 static int apply_option(struct cli *cli, int opt, const char *arg)
@@ -115,6 +118,7 @@ static int apply_option(struct cli *cli, int opt, const char *arg)
     case OPT_POOL_THREADS: c->pool_threads = (unsigned)v; break;
     case OPT_POOL_QUEUE: c->pool_queue = (unsigned)v; break;
     case OPT_POOL_TIMEOUT: c->pool_timeout_ms = (unsigned)v; break;
+    case OPT_NOOP_MW: cli->noop_middleware = (unsigned)v; break;
     default: return -EINVAL;
     }
     return 0;
@@ -126,6 +130,18 @@ static const char *option_name(int val)
         if (o->val == val)
             return o->name;
     return "?";
+}
+
+static rh_mw_result noop_before(rh_req *req, void *udata) { return RH_MW_NEXT; }
+static void noop_after(rh_req *req, int status, void *udata) {}
+
+static int add_noop_middleware(rh_server *srv, unsigned n)
+{
+    rh_middleware mw = {.name = "noop", .before = noop_before, .after = noop_after};
+    int ret = 0;
+    for (unsigned i = 0; i < n && ret == 0; i++)
+        ret = rh_use(srv, &mw);
+    return ret;
 }
 
 /* 0 to run, 1 to exit 0 (help/version), -1 to exit 2. */
@@ -193,6 +209,8 @@ int main(int argc, char **argv)
         return 2;
     }
     ret = cli.no_request_id ? 0 : rh_use_request_id(srv);
+    if (ret == 0)
+        ret = add_noop_middleware(srv, cli.noop_middleware);
     if (ret == 0)
         ret = demo_routes_add(srv);
     if (ret == 0)

@@ -143,6 +143,15 @@ static void slow_done(rh_req *req, int status, void *arg)
 
 static void on_slow(rh_req *req, void *u) { rh_offload(req, slow_work, slow_done, NULL); }
 
+/* Holds its pool thread 250 ms without looking at its deadline. */
+static void stubborn_work(rh_req *req, void *arg)
+{
+    atomic_fetch_add(&work_started, 1);
+    sleep_ms(250);
+}
+
+static void on_stubborn(rh_req *req, void *u) { rh_offload(req, stubborn_work, slow_done, NULL); }
+
 static void blocking_handler(rh_req *req, void *u)
 {
     char body[32];
@@ -167,6 +176,7 @@ static rh_server *start(unsigned pool_threads, unsigned queue, unsigned timeout_
     assert_int_equal(rh_route(srv, "GET", "/ctx", on_ctx, NULL), 0);
     assert_int_equal(rh_route(srv, "GET", "/call", on_call, NULL), 0);
     assert_int_equal(rh_route(srv, "GET", "/slow", on_slow, NULL), 0);
+    assert_int_equal(rh_route(srv, "GET", "/stubborn", on_stubborn, NULL), 0);
     assert_int_equal(rh_route_blocking(srv, "GET", "/blocking", blocking_handler, NULL, NULL), 0);
     assert_int_equal(rh_server_start(srv), 0);
     atomic_store(&destroyed, 0);
@@ -291,25 +301,33 @@ static void test_full_queue_is_503(void **state)
     rh_server_free(srv);
 }
 
-static void test_deadlines_503_504(void **state)
+static void test_overrun_is_504(void **state)
+{
+    rh_server *srv = start(1, 16, 100);
+    /* runs 300 ms unless stopped: its check sees the deadline at 100 ms -> 504 */
+    assert_int_equal(status_of(get(rh_server_port(srv), "/slow")), 504);
+    rh_server_free(srv);
+}
+
+static void test_expired_in_queue_is_503(void **state)
 {
     rh_server *srv = start(1, 16, 100);
     uint16_t port = rh_server_port(srv);
     int a = dial(port);
-    send_get(a, "/slow"); /* runs 300 ms unless stopped: stopped at 100 ms -> 504 */
+    send_get(a, "/stubborn"); /* holds the only thread 250 ms, deaf to its deadline */
     while (atomic_load(&work_started) == 0)
         sleep_ms(1);
     int b = dial(port);
     send_get(b, "/slow"); /* waits past 100 ms in the queue -> 503, never runs */
     char buf[512];
-    ssize_t n = read(a, buf, sizeof(buf) - 1);
-    assert_true(n > 0);
-    buf[n] = 0;
-    assert_int_equal(status_of(buf), 504);
-    n = read(b, buf, sizeof(buf) - 1);
+    ssize_t n = read(b, buf, sizeof(buf) - 1);
     assert_true(n > 0);
     buf[n] = 0;
     assert_int_equal(status_of(buf), 503);
+    n = read(a, buf, sizeof(buf) - 1);
+    assert_true(n > 0);
+    buf[n] = 0;
+    assert_int_equal(status_of(buf), 200);
     assert_int_equal(atomic_load(&work_started), 1);
     close(a);
     close(b);
@@ -326,7 +344,8 @@ int main(void)
         cmocka_unit_test(test_client_gone_mid_work),
         cmocka_unit_test(test_shutdown_mid_work),
         cmocka_unit_test(test_full_queue_is_503),
-        cmocka_unit_test(test_deadlines_503_504),
+        cmocka_unit_test(test_overrun_is_504),
+        cmocka_unit_test(test_expired_in_queue_is_503),
     };
     return cmocka_run_group_tests(tests, register_keys, NULL);
 }
