@@ -35,6 +35,7 @@ static char *in_block_get(struct rh_worker *w)
     char *b = w->free_in;
     if (b) {
         w->free_in = *(char **)b;
+        w->nfree_in--;
         return b;
     }
     return mi_malloc(RH_IN_BLOCK); /* owner: a connection, then the worker's free list */
@@ -42,8 +43,13 @@ static char *in_block_get(struct rh_worker *w)
 
 static void in_block_put(struct rh_worker *w, char *b)
 {
+    if (w->nfree_in >= RH_FREE_BLOCKS_MAX) {
+        mi_free(b);
+        return;
+    }
     *(char **)b = w->free_in;
     w->free_in = b;
+    w->nfree_in++;
 }
 
 /* Where compaction may start: the live request's head while it is still referenced. A

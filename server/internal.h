@@ -28,7 +28,10 @@
 #define RH_MAX_HEADERS_CAP 128 /* hard cap on rh_config.max_headers */
 #define RH_MAX_PARAMS 8
 #define RH_IN_BLOCK 16384u  /* connection input buffer; > max_header_size + one recv */
-#define RH_OUT_BLOCK 16384u /* connection output buffer, first size */
+#define RH_OUT_BLOCK 4096u /* connection output buffer, first size: 16 pipelined answers */
+/* Blocks kept on a worker's free lists; a burst's extra blocks go back to mimalloc, so
+ * memory after the burst follows the connections that are busy, not the peak. */
+#define RH_FREE_BLOCKS_MAX 256u
 #define RH_NO_BUF 0xffffu
 #define RH_LINGER_MS 1500u
 #define RH_MAX_MIDDLEWARE 16
@@ -212,6 +215,7 @@ struct rh_worker {
     struct rh_req *free_reqs;
     struct offload *free_offloads;
     char *free_in, *free_out; /* free lists of RH_IN_BLOCK / RH_OUT_BLOCK blocks */
+    unsigned nfree_in, nfree_out;
     uint16_t *held_next;     /* per provided buffer: next in a connection's held list */
     uint32_t *held_len;
 

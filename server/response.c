@@ -74,6 +74,7 @@ char *obuf_reserve(struct rh_worker *w, struct rh_obuf *b, size_t n)
         if (w->free_out) { /* the common case: a recycled block, no allocation */
             b->data = w->free_out;
             w->free_out = *(char **)b->data;
+            w->nfree_out--;
         } else {
             b->data = mi_malloc(RH_OUT_BLOCK); /* owner: connection, then free list */
         }
@@ -100,9 +101,10 @@ char *obuf_reserve(struct rh_worker *w, struct rh_obuf *b, size_t n)
 void obuf_release(struct rh_worker *w, struct rh_obuf *b)
 {
     if (b->data) {
-        if (b->cap == RH_OUT_BLOCK) {
+        if (b->cap == RH_OUT_BLOCK && w->nfree_out < RH_FREE_BLOCKS_MAX) {
             *(char **)b->data = w->free_out;
             w->free_out = b->data;
+            w->nfree_out++;
         } else {
             mi_free(b->data);
         }
