@@ -93,7 +93,7 @@ uint16_t rh_server_port(const rh_server *srv);
 rh_str rh_req_method(const rh_req *req); /* "GET" */
 rh_str rh_req_path(const rh_req *req);   /* raw path, without the query */
 rh_str rh_req_query(const rh_req *req);  /* after '?', or empty */
-rh_str rh_req_url(const rh_req *req);    /* raw request target */
+rh_str rh_req_url(const rh_req *req);    /* request target, origin-form (absolute-form: from the path on) */
 /* First header of that name (case-insensitive), or {NULL, 0}. */
 rh_str rh_req_header(const rh_req *req, const char *name);
 unsigned rh_req_header_count(const rh_req *req);

@@ -72,11 +72,47 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+static bool is_tchar(unsigned char ch);
+
+/* llhttp 8.1.0 lets through names with spaces ("X Y", "X "), and empty names: a proxy in
+ * front of us may read those differently, so they are refused (RFC 9112 5.1). */
+static bool valid_name(const char *s, uint32_t len)
+{
+    if (len == 0)
+        return false;
+    for (uint32_t i = 0; i < len; i++)
+        if (!is_tchar((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
 static int on_header_field_complete(llhttp_t *p)
 {
     struct rh_req *r = conn_of_parser(p)->req;
+    struct rh_hdr *h = &r->headers[r->nheaders];
+    if (!valid_name(req_ptr(r, h->name), h->name.len))
+        return fail(r, 400);
     r->flags = (r->flags & ~R_FIELD_OPEN) | R_VALUE_OPEN;
     return 0;
+}
+
+/* No line folding (obs-fold shows up as CR LF inside the value) and no control bytes but
+ * HTAB: RFC 9112 5.2 lets a server reject folding with 400, which is the safe answer. */
+static bool valid_value(const char *s, uint32_t len)
+{
+    for (uint32_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* We decode chunked and nothing else: any other coding is 501, not a body passed on
+ * still encoded. */
+static bool only_chunked(const char *v, uint32_t len)
+{
+    return len == 7 && strncasecmp(v, "chunked", 7) == 0;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
@@ -98,6 +134,10 @@ static int on_header_value_complete(llhttp_t *p)
     const char *v = req_ptr(r, h->value);
     while (h->value.len && (v[h->value.len - 1] == ' ' || v[h->value.len - 1] == '\t'))
         h->value.len--; /* llhttp drops leading whitespace, not trailing */
+    if (!valid_value(v, h->value.len))
+        return fail(r, 400);
+    if (name_is(r, h->name, "transfer-encoding", 17) && !only_chunked(v, h->value.len))
+        return fail(r, 501);
     if (name_is(r, h->name, "host", 4))
         r->host_count++;
     else if (name_is(r, h->name, "expect", 6)) {
@@ -144,9 +184,23 @@ static int check_head(struct rh_conn *c, struct rh_req *r, llhttp_t *p)
     return 0;
 }
 
+/* The path is the target up to '?'. An absolute-form target ("http://host/p?q", which
+ * servers must accept) is narrowed to its path: the url slice then starts at the path. */
 static void locate_path(struct rh_req *r)
 {
     const char *u = req_ptr(r, r->url);
+    size_t skip = 0;
+    if (r->url.len > 7 && strncasecmp(u, "http://", 7) == 0)
+        skip = 7;
+    else if (r->url.len > 8 && strncasecmp(u, "https://", 8) == 0)
+        skip = 8;
+    if (skip) {
+        const char *slash = memchr(u + skip, '/', r->url.len - skip);
+        size_t cut = slash ? (size_t)(slash - u) : r->url.len;
+        r->url.off += (uint32_t)cut;
+        r->url.len -= (uint32_t)cut;
+        u += cut;
+    }
     const char *q = memchr(u, '?', r->url.len);
     r->path_len = q ? (uint32_t)(q - u) : r->url.len;
 }

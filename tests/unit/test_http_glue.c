@@ -223,6 +223,19 @@ static void test_error_statuses(void **state)
     EXPECT("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400);
     EXPECT("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n", 400);
     EXPECT("GET / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n", 417);
+    /* What llhttp 8.1.0 lets through and we refuse (regressions: each was served 200). */
+    EXPECT("GET /p HTTP/1.1\r\nHost: a\r\nX: one\r\n two\r\n\r\n", 400);  /* obs-fold */
+    EXPECT("GET /p HTTP/1.1\r\nHost: a\r\nX Y: a\r\n\r\n", 400);           /* space in name */
+    EXPECT("GET /p HTTP/1.1\r\nHost: a\r\nX : a\r\n\r\n", 400);            /* before colon */
+    EXPECT("GET /p HTTP/1.1\r\nHost: a\r\n: a\r\n\r\n", 400);              /* empty name */
+    EXPECT("POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+           "3\r\nabc\r\n0\r\n\r\n", 501);                                 /* a coding we lack */
+    EXPECT("POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400);
+    EXPECT("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc", 400);
+    EXPECT("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc", 400);
+    EXPECT("POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n", 400);
+    EXPECT("GET /p HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", 400);         /* bare CR */
+    EXPECT("GET /p HTTP/1.1\r\nHost: a\r\nX: a\x7f" "b\r\n\r\n", 400);    /* DEL */
     static const char big[] = "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n";
     expect_status(big, sizeof(big) - 1, 413, small_body);
 }
@@ -318,6 +331,18 @@ static void test_chunked_response(void **state)
     done(f);
 }
 
+static void test_absolute_form_target_routes_by_path(void **state)
+{
+    struct fake *f = new_fake(NULL);
+    FEED(f, "GET http://example.com/items/7?b=x HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    assert_string_equal(seen, "host=example.com x=[] id=7 b=x path=/items/7 n=1");
+    done(f);
+    f = new_fake(NULL);
+    FEED(f, "GET /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nX: tab\there\r\n\r\n0\r\n\r\n");
+    assert_non_null(strstr(fake_out(f), "HTTP/1.1 200 OK")); /* chunked, and HTAB in a value */
+    done(f);
+}
+
 static void test_not_found_and_method(void **state)
 {
     struct fake *f = new_fake(NULL);
@@ -349,6 +374,7 @@ int main(void)
         cmocka_unit_test(test_header_injection_refused),
         cmocka_unit_test(test_chunked_response),
         cmocka_unit_test(test_not_found_and_method),
+        cmocka_unit_test(test_absolute_form_target_routes_by_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
