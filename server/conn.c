@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <mimalloc.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -546,6 +547,11 @@ static void on_accept(struct rh_loop *loop, const struct io_uring_cqe *cqe)
         return;
     if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOMEM ||
         cqe->res == -ENOBUFS) {
+        if (loop->now_ms >= w->accept_warned_ms + 10000) { /* once per 10 s, not per failure */
+            fprintf(stderr, "ringhttp: ring %u: accept: %s; serving open connections, "
+                            "retrying every 100 ms\n", w->id, strerror(-cqe->res));
+            w->accept_warned_ms = loop->now_ms;
+        }
         w->accept_timer.fn = accept_retry; /* back off instead of spinning */
         rh_loop_timer_arm(loop, &w->accept_timer, 100);
         return;

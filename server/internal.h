@@ -204,6 +204,7 @@ struct rh_worker {
     int error; /* why the thread ended, -errno */
     bool accept_armed;
     struct rh_timer accept_timer; /* back-off after EMFILE and friends */
+    uint64_t accept_warned_ms;
     bool draining;
     uint64_t drain_deadline_ms;
 

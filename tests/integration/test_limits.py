@@ -1,0 +1,94 @@
+"""Resource limits: running out of file descriptors on accept, and the graceful drain with
+work out on the pool."""
+import os
+import signal
+import sys
+import threading
+import time
+
+sys.dont_write_bytecode = True  # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as H  # noqa: E402
+from harness import check, eq, request, Reader  # noqa: E402
+
+
+def start_with_fd_limit(limit, *flags):
+    """The limit must be in force when the ring arms its accept: the kernel reads
+    RLIMIT_NOFILE when the (multishot) accept is prepared, not at each accept."""
+    import tempfile
+    wrapper = os.path.join(tempfile.mkdtemp(prefix="rh-ulimit-"), "ringhttp")
+    with open(wrapper, "w") as f:
+        f.write('#!/bin/sh\nulimit -n %d || exit 99\nexec "%s" "$@"\n' % (limit, H.ARGS.binary))
+    os.chmod(wrapper, 0o755)
+    real, H.ARGS.binary = H.ARGS.binary, wrapper
+    try:
+        return H.Server(*flags).start()
+    finally:
+        H.ARGS.binary = real
+
+
+def test_emfile_keeps_serving_and_recovers():
+    # The server holds ~10 fds of its own (rings, eventfds, listener, stdio): 64 leaves room
+    # for a few dozen connections, then accept fails with EMFILE.
+    srv = start_with_fd_limit(64, "--threads", "1")
+    try:
+        held = []
+        for i in range(100):  # the kernel completes these handshakes; the server cannot
+            held.append(H.connect(srv.port, timeout=10))
+        for s in held:
+            H.send(s, request("GET", "/plaintext"))
+        answered = []
+        deadline = time.monotonic() + 1.0
+        for s in held:
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                r = Reader(s).read_response()
+                eq(r.status, 200, "status of an accepted connection")
+                answered.append(s)
+            except (OSError, H.TestFailure):
+                pass
+        check(20 <= len(answered) < 100, "some answered before the limit: %d" % len(answered))
+        check(srv.alive(), "server alive at the fd limit")
+        for s in answered:  # frees fds: the rest are accepted once the back-off retries
+            s.close()
+        waiting = [s for s in held if s not in answered]
+        for s in waiting:
+            s.settimeout(10)
+            eq(Reader(s).read_response().status, 200, "answered after recovery")
+            s.close()
+        check("accept: Too many open files" in srv.stderr.text(), "EMFILE reported")
+        check(srv.stderr.text().count("accept:") <= 2, "reported once per interval, not per failure")
+    finally:
+        srv.stop()
+
+
+def test_drain_finishes_pool_work_then_exits_0():
+    srv = H.Server("--drain-timeout", "3000").start()
+    results = [None, None]
+
+    def one(i, path):
+        s = H.connect(srv.port, timeout=10)
+        H.send(s, request("GET", path))
+        results[i] = Reader(s).read_response()
+        s.close()
+
+    t1 = threading.Thread(target=one, args=(0, "/blocking?ms=400"))
+    t1.start()
+    idle = H.connect(srv.port)  # an idle keep-alive connection: closed at once by the drain
+    H.send(idle, request("GET", "/healthz"))
+    eq(Reader(idle).read_response().status, 200, "idle connection first answer")
+    time.sleep(0.1)
+    t0 = time.monotonic()
+    srv.send_signal(signal.SIGTERM)
+    idle.settimeout(2)
+    check(idle.recv(1) == b"", "idle keep-alive connection closed by the drain")
+    t1.join(10)
+    eq(results[0].status, 200, "in-flight pool request finished during the drain")
+    eq(results[0].body, b"slept 400", "its body")
+    check(results[0].closes(), "answered with Connection: close while draining")
+    eq(srv.wait(5), 0, "exit status")
+    check(time.monotonic() - t0 < 2.5, "exited once the work was done, not at the timeout")
+
+
+if __name__ == "__main__":
+    H.run_tests(globals(), final_shutdown_check=False)
