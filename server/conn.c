@@ -239,6 +239,8 @@ static void on_recv(struct rh_loop *loop, const struct io_uring_cqe *cqe)
     }
     if (final)
         c->flags &= ~C_RECV_ARMED;
+    if (cqe->res == -ENOBUFS)
+        stat_add(&w->stats.recv_enobufs, 1);
     if (cqe->res > 0) {
         unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
         if (c->flags & C_CLOSING)

@@ -170,6 +170,7 @@ struct rh_stats {
     _Atomic uint64_t latency[RH_LAT_BUCKETS + 1]; /* le bucket counts, last is +Inf */
     _Atomic uint64_t latency_sum_ms;
     _Atomic uint64_t accepted;
+    _Atomic uint64_t recv_enobufs; /* the provided-buffer ring ran dry (back-pressure) */
     _Atomic uint32_t open_conns;
 };
 extern const unsigned rh_latency_bounds_ms[RH_LAT_BUCKETS];

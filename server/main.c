@@ -26,6 +26,8 @@ static void usage(FILE *out)
             "  --idle-timeout MS    keep-alive idle (default 60000)\n"
             "  --write-timeout MS   stalled send (default 30000)\n"
             "  --drain-timeout MS   graceful stop (default 10000)\n"
+            "  --recv-buffers N     provided recv buffers per ring, a power of two (1024)\n"
+            "  --recv-buffer-size B bytes each (default 4096)\n"
             "  --pool-threads N     blocking-task pool threads (default 2x CPUs, >= 4)\n"
             "  --pool-queue N       pool queue bound; past it 503 (default 1024)\n"
             "  --pool-timeout MS    deadline of a pool task (default 0: none)\n"
@@ -41,7 +43,8 @@ enum {
     OPT_HOST = 256, OPT_PORT, OPT_THREADS, OPT_ROOT, OPT_MAX_BODY, OPT_MAX_HEADER,
     OPT_MAX_CONNS, OPT_HEADER_TO, OPT_BODY_TO, OPT_IDLE_TO, OPT_WRITE_TO, OPT_DRAIN_TO,
     OPT_QUIET, OPT_HELP, OPT_VERSION, OPT_ACCESS_LOG, OPT_REQUEST_ID, OPT_NO_REQUEST_ID,
-    OPT_POOL_THREADS, OPT_POOL_QUEUE, OPT_POOL_TIMEOUT, OPT_NOOP_MW,
+    OPT_POOL_THREADS, OPT_POOL_QUEUE, OPT_POOL_TIMEOUT, OPT_NOOP_MW, OPT_RECV_BUFS,
+    OPT_RECV_BUF_SIZE,
 };
 
 static const struct option options[] = {
@@ -60,6 +63,8 @@ static const struct option options[] = {
     {"quiet", no_argument, 0, OPT_QUIET},
     {"pool-threads", required_argument, 0, OPT_POOL_THREADS},
     {"noop-middleware", required_argument, 0, OPT_NOOP_MW},
+    {"recv-buffers", required_argument, 0, OPT_RECV_BUFS},
+    {"recv-buffer-size", required_argument, 0, OPT_RECV_BUF_SIZE},
     {"pool-queue", required_argument, 0, OPT_POOL_QUEUE},
     {"pool-timeout", required_argument, 0, OPT_POOL_TIMEOUT},
     {"access-log", required_argument, 0, OPT_ACCESS_LOG},
@@ -119,6 +124,8 @@ static int apply_option(struct cli *cli, int opt, const char *arg)
     case OPT_POOL_QUEUE: c->pool_queue = (unsigned)v; break;
     case OPT_POOL_TIMEOUT: c->pool_timeout_ms = (unsigned)v; break;
     case OPT_NOOP_MW: cli->noop_middleware = (unsigned)v; break;
+    case OPT_RECV_BUFS: c->recv_buffers = (unsigned)v; break;
+    case OPT_RECV_BUF_SIZE: c->recv_buffer_size = (unsigned)v; break;
     default: return -EINVAL;
     }
     return 0;

@@ -45,6 +45,7 @@ static void put(struct out *o, const char *fmt, ...)
 static void render_http(const rh_server *srv, struct out *o)
 {
     uint64_t cls[6] = {0}, lat[RH_LAT_BUCKETS + 1] = {0}, sum = 0, accepted = 0, open = 0;
+    uint64_t enobufs = 0;
     for (unsigned i = 0; i < srv->nworkers; i++) {
         const struct rh_stats *s = &srv->workers[i].stats;
         for (unsigned c = 1; c < 6; c++)
@@ -53,6 +54,7 @@ static void render_http(const rh_server *srv, struct out *o)
             lat[b] += load(&s->latency[b]);
         sum += load(&s->latency_sum_ms);
         accepted += load(&s->accepted);
+        enobufs += load(&s->recv_enobufs);
         open += atomic_load_explicit(&s->open_conns, memory_order_relaxed);
     }
     put(o, "# HELP ringhttp_requests_total Responses by status class.\n"
@@ -77,6 +79,9 @@ static void render_http(const rh_server *srv, struct out *o)
            "# TYPE ringhttp_connections_accepted_total counter\n"
            "ringhttp_connections_accepted_total %llu\n",
         (unsigned long long)open, (unsigned long long)accepted);
+    put(o, "# HELP ringhttp_recv_buffer_exhausted_total Times the provided-buffer ring ran dry.\n"
+           "# TYPE ringhttp_recv_buffer_exhausted_total counter\n"
+           "ringhttp_recv_buffer_exhausted_total %llu\n", (unsigned long long)enobufs);
 }
 
 /* Registered by rh_server_metrics_route; pool figures are added by pool glue (offload.c). */
