@@ -54,6 +54,8 @@ typedef struct rh_config {
     unsigned ring_entries;      /* SQ size; default 1024 */
     unsigned recv_buffers;      /* provided buffers per ring; default 1024 */
     unsigned recv_buffer_size;  /* default 4096 */
+    unsigned batch_wait_us;     /* under load, gather completions up to this long per
+                                 * wake-up (kernel 6.12+; 0: off, the default) */
     const char *access_log;     /* a file path, "-" for stdout, NULL or "off": none */
     bool quiet;                 /* no start-up line on stderr */
 } rh_config;
@@ -205,6 +207,46 @@ const char *rh_request_id(const rh_req *req);
 /* Prometheus text metrics at path (NULL: "/metrics"): responses by class, a latency
  * histogram, connections, and the pool and lane figures. */
 int rh_metrics_route(rh_server *srv, const char *path);
+
+/* ---- static files ----
+ * rh_static_route mounts the directory root_dir at the URL prefix ("/" or "/assets"): GET and
+ * HEAD of prefix + "/a/b.css" serve root_dir/a/b.css, other methods get 405 (Allow: GET,
+ * HEAD); exact routes still win over the mount. Safe by construction: the path is
+ * percent-decoded (400 for a bad escape or a NUL) and normalised (400 for ".." above the
+ * root), then opened through the ring with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
+ * relative to a directory fd of root_dir, so no path and no symlink leaves it (403).
+ * Names starting with '.' are 404 unless serve_hidden (".well-known" is always served).
+ * Only regular files are served (403 for FIFOs, devices, sockets); error pages never show a
+ * file system path.
+ * HTTP: Content-Type from the extension (application/octet-stream when unknown),
+ * Last-Modified, a strong ETag (inode-size-mtime), If-Match / If-Unmodified-Since (412),
+ * If-None-Match / If-Modified-Since (304), one byte range with optional If-Range (206; 416
+ * with the size in Content-Range when unsatisfiable; several ranges get the whole file, 200:
+ * no multipart/byteranges), index.html for "/dir/" (403 without one), a 301 from "/dir"
+ * to "/dir/". Cache-Control only if configured (default: none).
+ * Each ring keeps an LRU cache of open files (fd + statx), re-checked with a statx by path
+ * at most once per cache_valid_ms: a file replaced or changed is reopened after at most that
+ * long. Bodies go from the file to the socket through the ring, paced by the socket (a slow
+ * reader holds one buffer or one pipe, never the file). A body spliced to a socket whose
+ * peer has gone raises SIGPIPE (splice cannot take MSG_NOSIGNAL): rh_static_route sets
+ * SIGPIPE to SIG_IGN if it was SIG_DFL. Before start. -EINVAL (bad prefix or option),
+ * -errno from opening root_dir, -EEXIST (the prefix is mounted or routed already). */
+typedef struct rh_static_options {
+    const char *cache_control; /* Cache-Control value for files; NULL: none */
+    const char *index;         /* directory index file; NULL: "index.html" */
+    bool no_symlinks;          /* refuse every symlink (403); default: only those leaving root */
+    bool serve_hidden;         /* serve names starting with '.' (default: 404) */
+    unsigned cache_entries;    /* open files cached per ring; 0: 256 */
+    unsigned cache_valid_ms;   /* re-check a cached file after this long; 0: 1000 */
+    uint64_t splice_min;       /* bodies this long or longer are spliced; 0: the default */
+} rh_static_options;
+void rh_static_options_init(rh_static_options *opt); /* all zero: the defaults above */
+int rh_static_route(rh_server *srv, const char *prefix, const char *root_dir,
+                    const rh_static_options *opt);
+/* Serves req from the mount at prefix as if its route had matched (for a handler or a
+ * middleware that picks a mount itself); the answer may come later, from the ring. Ring
+ * thread. -ENOENT (nothing answered) if no mount has that prefix. */
+int rh_static_serve(rh_req *req, const char *prefix);
 
 /* The reason phrase for a status code ("Not Found"), or "Unknown". */
 const char *rh_status_reason(int status);

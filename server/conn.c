@@ -147,7 +147,8 @@ static void conn_on_timer(struct rh_timer *t)
     struct rh_conn *c = (struct rh_conn *)((char *)t - offsetof(struct rh_conn, timer));
     if (c->flags & C_CLOSING)
         return;
-    if (c->flags & C_SEND_INFLIGHT) { /* no progress for write_timeout: give up */
+    /* no progress for write_timeout: give up (C_FILE_INFLIGHT: a static body, static.c) */
+    if (c->flags & (C_SEND_INFLIGHT | C_FILE_INFLIGHT)) {
         conn_close(c);
         return;
     }
@@ -223,8 +224,6 @@ static void conn_take_input(struct rh_conn *c, unsigned bid, uint32_t n)
         stop_reading(c);
 }
 
-static void conn_finish_close(struct rh_conn *c);
-
 static void on_recv(struct rh_loop *loop, const struct io_uring_cqe *cqe)
 {
     struct rh_worker *w = loop_worker(loop);
@@ -288,7 +287,8 @@ static void submit_send(struct rh_conn *c)
 /* Starts a send of everything queued, unless one is already outstanding. */
 static void conn_flush(struct rh_conn *c)
 {
-    if ((c->flags & C_SEND_INFLIGHT) || c->pbuf.len == 0)
+    /* C_FILE_INFLIGHT: a static body owns the socket's write side until it is sent */
+    if ((c->flags & (C_SEND_INFLIGHT | C_FILE_INFLIGHT)) || c->pbuf.len == 0)
         return;
     struct rh_obuf spare = c->wbuf; /* empty, maybe with capacity: reuse it */
     c->wbuf = c->pbuf;
@@ -315,12 +315,16 @@ static void enter_linger(struct rh_conn *c)
 static void conn_on_drained(struct rh_conn *c)
 {
     struct rh_worker *w = c->w;
+    if (c->req && c->req->file) { /* a static file body follows its head (static.c) */
+        static_body_pump(c->req);
+        return;
+    }
+    if (c->req)
+        return; /* a streaming response or a handler still running (even if it closes) */
     if (c->flags & C_CLOSE_AFTER_SEND) {
         enter_linger(c);
         return;
     }
-    if (c->req)
-        return; /* a streaming response or a handler still running */
     if ((c->flags & C_PEER_EOF) && c->in_off == c->in_len) {
         conn_close(c);
         return;
@@ -481,17 +485,19 @@ void conn_close(struct rh_conn *c)
     c->flags |= C_CLOSING;
     rh_timer_cancel(&c->w->loop.wheel, &c->timer);
     drop_held(c);
-    if (c->flags & (C_RECV_ARMED | C_SEND_INFLIGHT))
+    if (c->flags & (C_RECV_ARMED | C_SEND_INFLIGHT | C_FILE_INFLIGHT))
         cancel_ops(c);
     conn_finish_close(c);
 }
 
 /* Completes a close once no op of ours references the fd or the buffers. */
-static void conn_finish_close(struct rh_conn *c)
+void conn_finish_close(struct rh_conn *c)
 {
     struct rh_worker *w = c->w;
-    if (!conn_live(c) || (c->flags & (C_RECV_ARMED | C_SEND_INFLIGHT)))
+    if (!conn_live(c) || (c->flags & (C_RECV_ARMED | C_SEND_INFLIGHT | C_FILE_INFLIGHT)))
         return; /* already freed, or ops of ours still reference the fd */
+    if (c->req && c->req->file)
+        static_body_abort(c->req); /* a static body waiting between ops: ends it (static.c) */
     if (c->req) {
         struct rh_req *r = c->req;
         c->req = NULL;

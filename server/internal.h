@@ -39,6 +39,9 @@
 #define RH_MAX_BLOCKING_ROUTES 64
 
 struct rh_route_node;
+struct static_xfer;  /* server/static.c */
+struct static_ring;
+struct static_mount;
 
 /* A span of the request's bytes, relative to req->base (which moves when the connection's
  * input buffer is compacted or the head is copied out, so offsets stay valid). */
@@ -76,6 +79,7 @@ enum rh_conn_flag {
     C_PROCESSING = 1u << 7,     /* inside conn_process (reentrancy guard) */
     C_DIRTY = 1u << 8,          /* on the worker's flush list */
     C_WANT_RECV = 1u << 9,      /* re-arm recv at the next flush */
+    C_FILE_INFLIGHT = 1u << 10, /* static.c: a file body op outstanding; close waits for it */
 };
 
 struct rh_conn {
@@ -131,6 +135,7 @@ struct rh_req {
     uint8_t mw_ran; /* middlewares whose before ran: their after hooks run */
     bool lent;      /* on a pool thread: written and read only there (rh_respond captures) */
     void *offload;  /* the task out on the pool, or NULL (ring thread only) */
+    struct static_xfer *file; /* static.c: a file body still to send after the head */
     struct captured *captured; /* an answer made on the pool thread, sent by the ring */
 
     const char *base;  /* start of the request head (in conn->in, or head_copy) */
@@ -198,6 +203,7 @@ struct rh_worker {
     struct rh_loop loop;
     struct rh_stats stats;
     struct rh_access_log *log;
+    struct static_ring *fstatic; /* static.c: the open-file cache and transfers, or NULL */
     struct rh_server *srv;
     unsigned id;
     pthread_t thread;
@@ -255,6 +261,7 @@ struct rh_server {
     unsigned nblocking;
     int log_fd; /* the access log, -1: off; each worker writes through its own dup */
     char *log_path;
+    struct static_mount *static_mounts; /* static.c: rh_static_route's mounts */
 };
 
 /* A slot in use. Slots never used are all zero (their pages untouched), freed ones have
@@ -271,6 +278,9 @@ void conn_process(struct rh_conn *c);
 bool conn_feed(struct rh_conn *c, const char *data, uint32_t n);
 void conn_fail(struct rh_conn *c, int status); /* answer status, then close */
 void conn_close(struct rh_conn *c);
+/* Completes a close once no op of ours references the fd (static.c calls it when its last
+ * file op on a closing connection comes back). */
+void conn_finish_close(struct rh_conn *c);
 void worker_flush(struct rh_loop *loop);
 void worker_close_all(struct rh_worker *w, bool idle_only);
 void worker_abandon_requests(struct rh_worker *w); /* the ring is gone: orphan them all */
@@ -306,6 +316,19 @@ void obuf_release(struct rh_worker *w, struct rh_obuf *b);
 char *obuf_reserve(struct rh_worker *w, struct rh_obuf *b, size_t n);
 void worker_refresh_date(struct rh_worker *w);
 size_t rh_fmt_u64(char *out, uint64_t v);
+/* For static.c: header lines ("Name: value\r\n"...) the caller has validated, and a head
+ * with Content-Length body_len whose body the caller sends itself (then req_complete). */
+int resp_header_lines(struct rh_req *req, const char *lines, size_t len);
+int resp_head_only(struct rh_req *req, int status, const char *ctype, uint64_t body_len);
+
+/* static.c */
+void static_worker_start(struct rh_worker *w); /* on the ring's thread, after its ops */
+void static_worker_stop(struct rh_worker *w);  /* after the final drain */
+void static_free(rh_server *srv);
+/* The connection's output drained and req->file is set: send the next piece of the body. */
+void static_body_pump(struct rh_req *req);
+/* The connection is closing with req->file set and no file op in flight: end both. */
+void static_body_abort(struct rh_req *req);
 
 /* offload.c */
 int offload_start(rh_server *srv);

@@ -17,7 +17,9 @@ static void usage(FILE *out)
             "  --host ADDR          address to listen on (default 127.0.0.1)\n"
             "  --port N             port (default 8080; 0 picks a free one)\n"
             "  --threads N          rings, one thread each (default: online CPUs)\n"
-            "  --root DIR           serve static files from DIR\n"
+            "  --root DIR           serve the files under DIR at / (GET, HEAD)\n"
+            "  --cache-control VAL  Cache-Control of those files (default: none)\n"
+            "  --splice-min BYTES   splice file bodies this long or longer (default: never)\n"
             "  --max-body BYTES     largest request body (default 1048576)\n"
             "  --max-header BYTES   largest request head (default 8192)\n"
             "  --max-conns N        connections per ring (default 16384)\n"
@@ -28,6 +30,7 @@ static void usage(FILE *out)
             "  --drain-timeout MS   graceful stop (default 10000)\n"
             "  --recv-buffers N     provided recv buffers per ring, a power of two (1024)\n"
             "  --recv-buffer-size B bytes each (default 4096)\n"
+            "  --batch-wait-us N    gather completions up to N us per wake-up (default 0)\n"
             "  --pool-threads N     blocking-task pool threads (default 2x CPUs, >= 4)\n"
             "  --pool-queue N       pool queue bound; past it 503 (default 1024)\n"
             "  --pool-timeout MS    deadline of a pool task (default 0: none)\n"
@@ -44,7 +47,7 @@ enum {
     OPT_MAX_CONNS, OPT_HEADER_TO, OPT_BODY_TO, OPT_IDLE_TO, OPT_WRITE_TO, OPT_DRAIN_TO,
     OPT_QUIET, OPT_HELP, OPT_VERSION, OPT_ACCESS_LOG, OPT_REQUEST_ID, OPT_NO_REQUEST_ID,
     OPT_POOL_THREADS, OPT_POOL_QUEUE, OPT_POOL_TIMEOUT, OPT_NOOP_MW, OPT_RECV_BUFS,
-    OPT_RECV_BUF_SIZE,
+    OPT_RECV_BUF_SIZE, OPT_BATCH_WAIT, OPT_CACHE_CONTROL, OPT_SPLICE_MIN,
 };
 
 static const struct option options[] = {
@@ -52,6 +55,8 @@ static const struct option options[] = {
     {"port", required_argument, 0, OPT_PORT},
     {"threads", required_argument, 0, OPT_THREADS},
     {"root", required_argument, 0, OPT_ROOT},
+    {"cache-control", required_argument, 0, OPT_CACHE_CONTROL},
+    {"splice-min", required_argument, 0, OPT_SPLICE_MIN},
     {"max-body", required_argument, 0, OPT_MAX_BODY},
     {"max-header", required_argument, 0, OPT_MAX_HEADER},
     {"max-conns", required_argument, 0, OPT_MAX_CONNS},
@@ -64,6 +69,7 @@ static const struct option options[] = {
     {"pool-threads", required_argument, 0, OPT_POOL_THREADS},
     {"noop-middleware", required_argument, 0, OPT_NOOP_MW},
     {"recv-buffers", required_argument, 0, OPT_RECV_BUFS},
+    {"batch-wait-us", required_argument, 0, OPT_BATCH_WAIT},
     {"recv-buffer-size", required_argument, 0, OPT_RECV_BUF_SIZE},
     {"pool-queue", required_argument, 0, OPT_POOL_QUEUE},
     {"pool-timeout", required_argument, 0, OPT_POOL_TIMEOUT},
@@ -89,6 +95,7 @@ static int parse_num(const char *s, unsigned long long max, unsigned long long *
 struct cli {
     rh_config cfg;
     const char *root;
+    rh_static_options files; /* for --root */
     bool no_request_id;
     unsigned noop_middleware;
 };
@@ -100,14 +107,17 @@ static int apply_option(struct cli *cli, int opt, const char *arg)
     switch (opt) {
     case OPT_HOST: c->host = arg; return 0;
     case OPT_ROOT: cli->root = arg; return 0;
+    case OPT_CACHE_CONTROL: cli->files.cache_control = arg; return 0;
     case OPT_QUIET: c->quiet = true; return 0;
     case OPT_ACCESS_LOG: c->access_log = arg; return 0;
     case OPT_REQUEST_ID: cli->no_request_id = false; return 0;
     case OPT_NO_REQUEST_ID: cli->no_request_id = true; return 0;
     default: break;
     }
-    if (parse_num(arg, opt == OPT_PORT ? 65535 : (opt == OPT_MAX_BODY ? 1ull << 40 : 1u << 31),
-                  &v) < 0)
+    unsigned long long max = opt == OPT_PORT ? 65535
+                             : opt == OPT_MAX_BODY || opt == OPT_SPLICE_MIN ? 1ull << 40
+                                                                            : 1u << 31;
+    if (parse_num(arg, max, &v) < 0)
         return -EINVAL;
     switch (opt) {
     case OPT_PORT: c->port = (uint16_t)v; break;
@@ -126,6 +136,8 @@ static int apply_option(struct cli *cli, int opt, const char *arg)
     case OPT_NOOP_MW: cli->noop_middleware = (unsigned)v; break;
     case OPT_RECV_BUFS: c->recv_buffers = (unsigned)v; break;
     case OPT_RECV_BUF_SIZE: c->recv_buffer_size = (unsigned)v; break;
+    case OPT_BATCH_WAIT: c->batch_wait_us = (unsigned)v; break;
+    case OPT_SPLICE_MIN: cli->files.splice_min = v; break;
     default: return -EINVAL;
     }
     return 0;
@@ -149,6 +161,31 @@ static int add_noop_middleware(rh_server *srv, unsigned n)
     for (unsigned i = 0; i < n && ret == 0; i++)
         ret = rh_use(srv, &mw);
     return ret;
+}
+
+/* With --root, "/" is the site's own index page. The demo's exact "/" route would win over
+ * the prefix mount at "/", so this middleware hands "/" to the mount before routing. */
+static rh_mw_result root_index_before(rh_req *req, void *udata)
+{
+    rh_str path = rh_req_path(req);
+    if (path.len != 1 || path.ptr[0] != '/')
+        return RH_MW_NEXT;
+    rh_static_serve(req, "/");
+    return RH_MW_SUSPEND; /* answered now or later from the ring: the chain stops here */
+}
+
+/* --root DIR: DIR at "/" beneath the demo routes (exact routes win), "/" included. */
+static int mount_root(rh_server *srv, struct cli *cli)
+{
+    if (!cli->root)
+        return 0;
+    int ret = rh_static_route(srv, "/", cli->root, &cli->files);
+    if (ret < 0) {
+        fprintf(stderr, "ringhttp: cannot serve --root %s: %s\n", cli->root, strerror(-ret));
+        return ret;
+    }
+    rh_middleware mw = {.name = "root-index", .before = root_index_before};
+    return rh_use(srv, &mw);
 }
 
 /* 0 to run, 1 to exit 0 (help/version), -1 to exit 2. */
@@ -222,6 +259,8 @@ int main(int argc, char **argv)
         ret = demo_routes_add(srv);
     if (ret == 0)
         ret = rh_metrics_route(srv, "/metrics");
+    if (ret == 0)
+        ret = mount_root(srv, &cli);
     if (ret == 0)
         ret = rh_server_start(srv);
     if (ret < 0) {

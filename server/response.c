@@ -226,6 +226,24 @@ static bool token_char(unsigned char ch)
     return ch > 32 && ch < 127 && !strchr("\"(),/:;<=>?@[\\]{}", ch);
 }
 
+/* Room for n more bytes of extra headers. */
+static char *xhdr_reserve(struct rh_req *r, size_t n)
+{
+    size_t need = r->xhdr_len + n;
+    if (need > r->xhdr_cap) {
+        size_t cap = r->xhdr_cap * 2 > need ? r->xhdr_cap * 2 : need;
+        char *nx = mi_malloc(cap); /* owner: the request; freed in req_end */
+        if (!nx)
+            return NULL;
+        memcpy(nx, r->xhdr, r->xhdr_len);
+        if (r->xhdr != r->xhdr_small)
+            mi_free(r->xhdr);
+        r->xhdr = nx;
+        r->xhdr_cap = (uint32_t)cap;
+    }
+    return r->xhdr + r->xhdr_len;
+}
+
 int rh_resp_header(rh_req *r, const char *name, const char *value)
 {
     if (r->flags & R_RESP_STARTED)
@@ -239,25 +257,43 @@ int rh_resp_header(rh_req *r, const char *name, const char *value)
     for (size_t i = 0; i < vlen; i++)
         if (value[i] == '\r' || value[i] == '\n')
             return -EINVAL; /* no response splitting */
-    size_t need = r->xhdr_len + nlen + vlen + 4;
-    if (need > r->xhdr_cap) {
-        size_t cap = r->xhdr_cap * 2 > need ? r->xhdr_cap * 2 : need;
-        char *nx = mi_malloc(cap); /* owner: the request; freed in req_end */
-        if (!nx)
-            return -ENOMEM;
-        memcpy(nx, r->xhdr, r->xhdr_len);
-        if (r->xhdr != r->xhdr_small)
-            mi_free(r->xhdr);
-        r->xhdr = nx;
-        r->xhdr_cap = (uint32_t)cap;
-    }
-    char *p = r->xhdr + r->xhdr_len;
+    char *p = xhdr_reserve(r, nlen + vlen + 4);
+    if (!p)
+        return -ENOMEM;
     p = append(p, name, nlen);
     p = APPEND_LIT(p, ": ");
     p = append(p, value, vlen);
     p = APPEND_LIT(p, "\r\n");
     r->xhdr_len = (uint32_t)(p - r->xhdr);
     return 0;
+}
+
+/* ---- for static.c ---- */
+
+int resp_header_lines(struct rh_req *r, const char *lines, size_t len)
+{
+    if (r->flags & R_RESP_STARTED)
+        return -EALREADY;
+    char *p = xhdr_reserve(r, len);
+    if (!p)
+        return -ENOMEM;
+    memcpy(p, lines, len);
+    r->xhdr_len += (uint32_t)len;
+    return 0;
+}
+
+/* A head announcing body_len bytes that the caller sends itself (static.c splices or sends
+ * the file once this head has drained, then calls req_complete). */
+int resp_head_only(struct rh_req *r, int status, const char *ctype, uint64_t body_len)
+{
+    if (r->flags & R_RESP_STARTED)
+        return -EALREADY;
+    if (!r->conn)
+        return -ENOTCONN;
+    int ret = write_head(r, status, ctype, (int64_t)body_len);
+    if (ret == 0)
+        conn_mark_dirty(r->conn);
+    return ret;
 }
 
 int rh_respond(rh_req *r, int status, const char *ctype, const void *body, size_t len)

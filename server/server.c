@@ -228,7 +228,8 @@ static void *worker_main(void *arg)
     struct rh_loop_config lc = {.sq_entries = srv->cfg.ring_entries,
                                 .buf_count = srv->cfg.recv_buffers,
                                 .buf_size = srv->cfg.recv_buffer_size,
-                                .iowq_workers = 4};
+                                .iowq_workers = 4,
+                                .batch_wait_us = srv->cfg.batch_wait_us};
     int ret = worker_alloc(w);
     if (ret == 0)
         ret = rh_loop_init(&w->loop, &lc, w); /* here: the ring's only submitter */
@@ -237,12 +238,14 @@ static void *worker_main(void *arg)
         return NULL;
     }
     conn_register_ops(&w->loop);
+    static_worker_start(w); /* static files: the ring's open-file cache (static.c) */
     access_log_worker_start(w);
     w->accept_timer.fn = noop_timer;
     worker_refresh_date(w);
     conn_arm_accept(w);
     signal_started(w, 0);
     worker_loop(w);
+    static_worker_stop(w); /* cached fds and pipes; the ring is drained (static.c) */
     rh_loop_fini(&w->loop);
     if (w->listen_fd >= 0)
         close(w->listen_fd);
@@ -372,6 +375,7 @@ void rh_server_free(rh_server *srv)
         worker_free_mem(&srv->workers[i]);
     }
     offload_free(srv);
+    static_free(srv); /* the mounts' directory fds (static.c) */
     close_listeners(srv);
     mi_free(srv->workers);
     router_free(srv->routes);

@@ -61,6 +61,7 @@ struct rh_loop_config {
     unsigned buf_count;    /* provided buffers, power of two, <= 32768 */
     unsigned buf_size;     /* bytes each */
     unsigned iowq_workers; /* cap on the kernel's io-wq workers per ring (0: leave) */
+    unsigned batch_wait_us; /* wait up to this long for more completions per wake-up (0: off) */
 };
 
 struct rh_bufring {
@@ -92,6 +93,7 @@ struct rh_loop {
     bool finishing; /* set by the owner for the final drain: the wake read is not re-armed */
 
     unsigned sqes_pending; /* prepared since the last submit */
+    unsigned batch_wait_us; /* 0 unless asked for and the kernel has IORING_FEAT_MIN_TIMEOUT */
     unsigned inflight;     /* ops whose final completion has not arrived */
 };
 

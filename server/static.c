@@ -1,0 +1,1262 @@
+/* Static files: mounts (rh_static_route), the per-ring open-file cache, and file transfers.
+ *
+ * A request for a file becomes a transfer (struct static_xfer) that walks these steps, each
+ * one op on the ring (RH_OP_FILE; user_data carries the transfer's index and the step):
+ *
+ *   cache hit, checked < cache_valid_ms ago ........................ serve at once
+ *   cache hit, older: STATX by path; same dev/ino/size/mtime ....... serve (else: miss)
+ *   miss: OPENAT2 beneath the root -> STATX of the fd -> cache ...... serve
+ *   serve: conditionals (304/412), Range (206/416), the head, then the body:
+ *     <= COPY_MAX bytes: READ into a block, then head + body in one send (one copy)
+ *     else: the head goes out, then chunks through our own ops on the socket, read/send
+ *           (READ -> SEND) or splice (file -> pipe -> socket), each issued only when the
+ *           previous one completed, so the socket's progress paces the file (back-pressure:
+ *           a slow reader holds one chunk buffer or one pipe, never more).
+ *
+ * Which body path for which size, measured on this machine (2 vCPU VM, kernel 6.18, loopback,
+ * ringhttp --threads 1 on CPU 0, wrk -t1 -c50 -d5s on CPU 1, same files and run as nginx):
+ *   4 KiB:  copy (READ + one send)   see STATIC_MEASURED below
+ *   1 MiB:  read/send vs splice      see STATIC_MEASURED below
+ *
+ * Safety: every open is openat2(root_fd, path, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS [|
+ * RESOLVE_NO_SYMLINKS]) of a path already percent-decoded and normalised (static_http.c),
+ * with O_NONBLOCK so a FIFO or device cannot hang an io-wq worker in open (cleared again for
+ * regular files); anything but a regular file or a directory is 403. Error pages never name
+ * a file system path.
+ *
+ * The connection side (conn.c) knows only three things: while C_FILE_INFLIGHT is set an op of
+ * ours may use the socket (close cancels it and waits); when its output has drained and
+ * req->file is set it calls static_body_pump(); and a connection that dies with a body
+ * pending calls static_body_abort(). */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <mimalloc.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "server/internal.h"
+#include "server/static.h"
+
+#ifndef RESOLVE_NO_MAGICLINKS /* liburing 2.3's compat header may predate these */
+#define RESOLVE_NO_XDEV 0x01
+#define RESOLVE_NO_MAGICLINKS 0x02
+#define RESOLVE_NO_SYMLINKS 0x04
+#define RESOLVE_BENEATH 0x08
+#endif
+
+#define STATIC_PATH_MAX 4352u      /* a max_uri path plus the index name */
+#define COPY_MAX (RH_OUT_BLOCK - 1024u) /* head + body fit one recycled output block */
+#define CHUNK_SIZE (256u * 1024u)  /* read/send: one buffer per transfer */
+#define PIPE_SIZE (1024u * 1024u)  /* splice: asked of F_SETPIPE_SZ (pipe-max-size permitting) */
+#define SPARE_PIPES 16u
+#define SPARE_CHUNKS 4u
+#define DEFAULT_SPLICE_MIN UINT64_MAX /* see the measurements above */
+
+struct static_mount {
+    struct static_mount *next;
+    char *prefix; /* "" for "/", else "/assets": no trailing '/' */
+    size_t prefix_len;
+    int root_fd;  /* O_PATH | O_DIRECTORY; shared read-only by every ring */
+    char *index;
+    size_t index_len;
+    char *cc_line; /* "Cache-Control: ...\r\n" or NULL */
+    size_t cc_len;
+    uint64_t resolve;
+    uint64_t splice_min;
+    unsigned cache_entries, valid_ms;
+    bool hidden;
+};
+
+/* An open file in a ring's cache. Owned by the cache while linked; once unlinked (evicted,
+ * replaced, found stale) by its last user: the fd is closed when refs reaches 0, so a
+ * transfer reading or splicing from it never sees it closed under it. */
+struct fentry {
+    struct fentry *hnext;
+    struct fentry *lru_prev, *lru_next; /* most recently used first */
+    const struct static_mount *m;
+    uint32_t hash;
+    int fd;
+    unsigned refs;
+    bool linked, revalidating;
+    uint64_t checked_ms;
+    uint64_t size, ino;
+    uint32_t dev_major, dev_minor;
+    int64_t mtime;
+    uint32_t mtime_nsec;
+    const char *ctype;
+    char etag[56];
+    uint8_t etag_len;
+    uint16_t hdrs_len;
+    char hdrs[112]; /* "Last-Modified: ...\r\nETag: ...\r\nAccept-Ranges: bytes\r\n" */
+    uint32_t path_len;
+    char path[]; /* the key: the normalised relative path */
+};
+
+enum step_kind {
+    K_OPEN = 1, K_STATX, K_CHECK, K_PROBE, K_READ, K_SPLICE_IN, K_SPLICE_OUT, K_POLL, K_SEND,
+};
+
+enum body_mode { M_NONE, M_COPY, M_SEND, M_SPLICE };
+
+struct static_xfer {
+    uint32_t idx, gen;
+    struct static_xfer *next_free;
+    struct static_ring *sr;
+    struct rh_req *req;
+    const struct static_mount *m;
+    struct fentry *e; /* a reference, once the file is known */
+    int fd;           /* opened by us, not (yet) the cache's; -1 */
+    unsigned inflight;
+    enum body_mode mode;
+    bool dir, index_try, want_poll, failed;
+    int status;       /* of the response being prepared */
+    const char *ctype;
+    uint64_t off, left; /* the body: next file offset, bytes not yet taken from the file */
+    uint32_t pipe_bytes, pipe_cap, splice_asked;
+    uint32_t xhdr_mark; /* the request's extra headers before our validators went in */
+    int pipe[2];
+    struct rh_obuf block; /* M_COPY: the body as read */
+    char *chunk;          /* M_SEND: CHUNK_SIZE */
+    uint32_t chunk_len, chunk_sent;
+    struct statx stx;
+    struct open_how how;
+    uint32_t path_len, dir_len; /* dir_len: the path without an appended index name */
+    char path[STATIC_PATH_MAX];
+};
+
+struct spare_pipe {
+    int fd[2];
+    uint32_t cap;
+};
+
+/* One per ring (w->fstatic), touched only on that ring's thread. */
+struct static_ring {
+    struct rh_worker *w;
+    struct fentry **buckets;
+    unsigned nbuckets, count, cap;
+    struct fentry *lru_first, *lru_last;
+    struct static_xfer **xfers; /* by index, for user_data */
+    uint32_t nxfers;
+    struct static_xfer *free_xfers;
+    struct spare_pipe pipes[SPARE_PIPES];
+    unsigned npipes;
+    char *chunks[SPARE_CHUNKS];
+    unsigned nchunks;
+    bool stopping; /* the ring is being torn down: close with close(2), submit nothing */
+};
+
+static_assert(sizeof(((struct static_xfer *)0)->path) >= 4096 + 256, "path room");
+
+/* ---- small helpers ---- */
+
+static size_t fmt_hex(char *out, uint64_t v)
+{
+    char tmp[16];
+    size_t n = 0;
+    do {
+        tmp[n++] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+#define PUT_LIT(p, s) (memcpy(p, s, sizeof(s) - 1), (p) + sizeof(s) - 1)
+
+static uint64_t xfer_ud(const struct static_xfer *x, enum step_kind k)
+{
+    return rh_ud_make(RH_OP_FILE, x->idx, (x->gen << 4) | k);
+}
+
+static void ring_close(struct static_ring *sr, int fd)
+{
+    if (fd < 0)
+        return;
+    if (sr->stopping) {
+        close(fd);
+        return;
+    }
+    struct io_uring_sqe *sqe = rh_loop_sqe(&sr->w->loop);
+    io_uring_prep_close(sqe, fd);
+    io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_IGNORE, 0, 0));
+    sr->w->loop.inflight++;
+}
+
+/* ---- the open-file cache ---- */
+
+static uint32_t key_hash(const struct static_mount *m, const char *path, size_t len)
+{
+    uint32_t h = 2166136261u ^ (uint32_t)(uintptr_t)m;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)path[i]) * 16777619u;
+    return h;
+}
+
+static struct fentry *cache_find(struct static_ring *sr, const struct static_mount *m,
+                                 const char *path, size_t len)
+{
+    uint32_t h = key_hash(m, path, len);
+    for (struct fentry *e = sr->buckets[h & (sr->nbuckets - 1)]; e; e = e->hnext)
+        if (e->hash == h && e->m == m && e->path_len == len && memcmp(e->path, path, len) == 0)
+            return e;
+    return NULL;
+}
+
+static void lru_remove(struct static_ring *sr, struct fentry *e)
+{
+    if (e->lru_prev)
+        e->lru_prev->lru_next = e->lru_next;
+    else
+        sr->lru_first = e->lru_next;
+    if (e->lru_next)
+        e->lru_next->lru_prev = e->lru_prev;
+    else
+        sr->lru_last = e->lru_prev;
+    e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_push_front(struct static_ring *sr, struct fentry *e)
+{
+    e->lru_prev = NULL;
+    e->lru_next = sr->lru_first;
+    if (sr->lru_first)
+        sr->lru_first->lru_prev = e;
+    sr->lru_first = e;
+    if (!sr->lru_last)
+        sr->lru_last = e;
+}
+
+static void entry_free(struct static_ring *sr, struct fentry *e)
+{
+    ring_close(sr, e->fd);
+    mi_free(e);
+}
+
+/* Takes e out of the table; it lives on while transfers hold references. */
+static void cache_unlink(struct static_ring *sr, struct fentry *e)
+{
+    if (!e->linked)
+        return;
+    struct fentry **pp = &sr->buckets[e->hash & (sr->nbuckets - 1)];
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    lru_remove(sr, e);
+    e->linked = false;
+    sr->count--;
+    if (e->refs == 0)
+        entry_free(sr, e);
+}
+
+static struct fentry *entry_get(struct fentry *e)
+{
+    e->refs++;
+    return e;
+}
+
+static void entry_put(struct static_ring *sr, struct fentry *e)
+{
+    if (--e->refs == 0 && !e->linked)
+        entry_free(sr, e);
+}
+
+static bool same_file(const struct fentry *e, const struct statx *st)
+{
+    return e->ino == st->stx_ino && e->dev_major == st->stx_dev_major &&
+           e->dev_minor == st->stx_dev_minor && e->size == st->stx_size &&
+           e->mtime == st->stx_mtime.tv_sec && e->mtime_nsec == st->stx_mtime.tv_nsec;
+}
+
+/* The validators and their header lines, made once per entry, not per request. */
+static void entry_describe(struct fentry *e)
+{
+    char *p = e->etag;
+    *p++ = '"';
+    p += fmt_hex(p, e->ino);
+    *p++ = '-';
+    p += fmt_hex(p, e->size);
+    *p++ = '-';
+    p += fmt_hex(p, (uint64_t)e->mtime * 1000000000u + e->mtime_nsec);
+    *p++ = '"';
+    e->etag_len = (uint8_t)(p - e->etag);
+    p = PUT_LIT(e->hdrs, "Last-Modified: ");
+    static_http_date(e->mtime, p);
+    p += 29;
+    p = PUT_LIT(p, "\r\nETag: ");
+    memcpy(p, e->etag, e->etag_len);
+    p += e->etag_len;
+    p = PUT_LIT(p, "\r\nAccept-Ranges: bytes\r\n");
+    e->hdrs_len = (uint16_t)(p - e->hdrs);
+    e->ctype = static_mime_type(e->path, e->path_len);
+}
+
+/* Makes an entry of the file x opened (x->fd, x->stx) and links it, replacing one of the same
+ * key (a concurrent miss for the same file) and evicting from the LRU end past the cap. NULL
+ * if out of memory (x keeps its fd). */
+static struct fentry *cache_insert(struct static_ring *sr, struct static_xfer *x)
+{
+    struct fentry *e = mi_zalloc(sizeof(*e) + x->path_len + 1); /* owner: the cache, then
+                                                                   its last user */
+    if (!e)
+        return NULL;
+    e->m = x->m;
+    e->fd = x->fd;
+    x->fd = -1;
+    e->hash = key_hash(x->m, x->path, x->path_len);
+    e->checked_ms = sr->w->loop.now_ms;
+    e->size = x->stx.stx_size;
+    e->ino = x->stx.stx_ino;
+    e->dev_major = x->stx.stx_dev_major;
+    e->dev_minor = x->stx.stx_dev_minor;
+    e->mtime = x->stx.stx_mtime.tv_sec;
+    e->mtime_nsec = x->stx.stx_mtime.tv_nsec;
+    e->path_len = x->path_len;
+    memcpy(e->path, x->path, x->path_len);
+    entry_describe(e);
+    struct fentry *old = cache_find(sr, x->m, x->path, x->path_len);
+    if (old)
+        cache_unlink(sr, old);
+    struct fentry **bucket = &sr->buckets[e->hash & (sr->nbuckets - 1)];
+    e->hnext = *bucket;
+    *bucket = e;
+    lru_push_front(sr, e);
+    e->linked = true;
+    sr->count++;
+    while (sr->count > sr->cap)
+        cache_unlink(sr, sr->lru_last);
+    return e;
+}
+
+/* ---- transfers ---- */
+
+static struct static_xfer *xfer_new(struct static_ring *sr, struct rh_req *r,
+                                    const struct static_mount *m)
+{
+    struct static_xfer *x = sr->free_xfers;
+    if (x) {
+        sr->free_xfers = x->next_free;
+    } else {
+        struct static_xfer **tab = mi_realloc(sr->xfers, sizeof(*tab) * (sr->nxfers + 1));
+        if (!tab)
+            return NULL;
+        sr->xfers = tab;
+        x = mi_zalloc(sizeof(*x)); /* owner: the ring's free list, from the first use on */
+        if (!x)
+            return NULL;
+        x->idx = sr->nxfers;
+        sr->xfers[sr->nxfers++] = x;
+    }
+    uint32_t idx = x->idx, gen = (x->gen + 1) & 0xfffff;
+    memset(x, 0, offsetof(struct static_xfer, stx));
+    x->idx = idx;
+    x->gen = gen;
+    x->sr = sr;
+    x->req = r;
+    x->m = m;
+    x->fd = x->pipe[0] = x->pipe[1] = -1;
+    x->xhdr_mark = r->xhdr_len;
+    return x;
+}
+
+static struct static_xfer *xfer_of(struct static_ring *sr, uint64_t ud)
+{
+    uint32_t idx = rh_ud_idx(ud);
+    if (idx >= sr->nxfers)
+        return NULL;
+    struct static_xfer *x = sr->xfers[idx];
+    return x->req && x->gen == (rh_ud_gen(ud) >> 4) ? x : NULL;
+}
+
+static void pipe_release(struct static_ring *sr, struct static_xfer *x)
+{
+    if (x->pipe[0] < 0)
+        return;
+    if (x->pipe_bytes == 0 && sr->npipes < SPARE_PIPES && !sr->stopping) {
+        struct spare_pipe *s = &sr->pipes[sr->npipes++]; /* empty: fit for the next one */
+        s->fd[0] = x->pipe[0];
+        s->fd[1] = x->pipe[1];
+        s->cap = x->pipe_cap;
+    } else { /* bytes stranded in it (an aborted transfer): it goes */
+        ring_close(sr, x->pipe[0]);
+        ring_close(sr, x->pipe[1]);
+    }
+    x->pipe[0] = x->pipe[1] = -1;
+}
+
+static int pipe_acquire(struct static_ring *sr, struct static_xfer *x)
+{
+    if (sr->npipes) {
+        struct spare_pipe *s = &sr->pipes[--sr->npipes];
+        x->pipe[0] = s->fd[0];
+        x->pipe[1] = s->fd[1];
+        x->pipe_cap = s->cap;
+        return 0;
+    }
+    if (pipe2(x->pipe, O_CLOEXEC) < 0) /* not a file system call: cannot block */
+        return -errno;
+    int cap = fcntl(x->pipe[1], F_SETPIPE_SZ, PIPE_SIZE);
+    if (cap < 0)
+        cap = fcntl(x->pipe[1], F_GETPIPE_SZ);
+    x->pipe_cap = cap > 0 ? (uint32_t)cap : 65536u;
+    return 0;
+}
+
+/* Releases everything the transfer holds and returns it to the free list. The request is
+ * the caller's to end. */
+static void xfer_free(struct static_xfer *x)
+{
+    struct static_ring *sr = x->sr;
+    if (x->e)
+        entry_put(sr, x->e);
+    ring_close(sr, x->fd);
+    pipe_release(sr, x);
+    obuf_release(sr->w, &x->block);
+    if (x->chunk) {
+        if (sr->nchunks < SPARE_CHUNKS && !sr->stopping)
+            sr->chunks[sr->nchunks++] = x->chunk;
+        else
+            mi_free(x->chunk);
+    }
+    x->chunk = NULL;
+    x->req = NULL;
+    x->e = NULL;
+    x->next_free = sr->free_xfers;
+    sr->free_xfers = x;
+}
+
+/* An SQE for one of x's ops, counted in flight; the prep comes next, then xfer_submit()
+ * (the prep helpers clear user_data). */
+static struct io_uring_sqe *xfer_sqe(struct static_xfer *x)
+{
+    struct io_uring_sqe *sqe = rh_loop_sqe(&x->sr->w->loop);
+    x->sr->w->loop.inflight++;
+    x->inflight++;
+    return sqe;
+}
+
+static void xfer_submit(struct static_xfer *x, struct io_uring_sqe *sqe, enum step_kind k)
+{
+    io_uring_sqe_set_data64(sqe, xfer_ud(x, k));
+}
+
+static void submit_open(struct static_xfer *x, const char *path, enum step_kind k,
+                        uint64_t extra_flags)
+{
+    x->how = (struct open_how){
+        .flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | extra_flags,
+        .resolve = x->m->resolve,
+    };
+    struct io_uring_sqe *sqe = xfer_sqe(x);
+    io_uring_prep_openat2(sqe, x->m->root_fd, path, &x->how);
+    xfer_submit(x, sqe, k);
+}
+
+static void submit_statx(struct static_xfer *x, int dirfd, const char *path, int flags,
+                         enum step_kind k)
+{
+    struct io_uring_sqe *sqe = xfer_sqe(x);
+    io_uring_prep_statx(sqe, dirfd, path, flags, STATX_BASIC_STATS, &x->stx);
+    xfer_submit(x, sqe, k);
+}
+
+/* ---- answers ---- */
+
+static int status_of_errno(int err)
+{
+    switch (err) {
+    case -ENOENT: case -ENOTDIR: case -ENAMETOOLONG:
+        return 404;
+    case -EACCES: case -EPERM: case -EXDEV: case -ELOOP:
+        return 403; /* EXDEV/ELOOP: a symlink that leaves the root, or any with no_symlinks */
+    case -EMFILE: case -ENFILE: case -ENOMEM: case -EAGAIN:
+        return 503;
+    default:
+        return 500;
+    }
+}
+
+/* An error page (a reason phrase, never a path); the connection stays open. */
+static void answer_error(struct rh_req *r, int status)
+{
+    char body[48];
+    const char *reason = rh_status_reason(status);
+    size_t n = strlen(reason);
+    memcpy(body, reason, n);
+    body[n++] = '\n';
+    if (status == 405)
+        rh_resp_header(r, "Allow", "GET, HEAD");
+    if (status == 503)
+        rh_resp_header(r, "Retry-After", "1");
+    rh_respond(r, status, "text/plain; charset=utf-8", body, n);
+}
+
+static void xfer_fail(struct static_xfer *x, int status)
+{
+    struct rh_req *r = x->req;
+    r->xhdr_len = x->xhdr_mark; /* no validators on an error page */
+    xfer_free(x);
+    answer_error(r, status);
+}
+
+static void redirect_to_dir(struct static_xfer *x)
+{
+    struct rh_req *r = x->req;
+    const struct static_mount *m = x->m;
+    char loc[3 * STATIC_PATH_MAX + 64];
+    size_t n = 0;
+    memcpy(loc, m->prefix, m->prefix_len);
+    n += m->prefix_len;
+    loc[n++] = '/';
+    size_t enc = static_url_encode(x->path, x->dir_len, loc + n, sizeof(loc) - n - 2);
+    if (x->dir_len && !enc) {
+        xfer_fail(x, 414);
+        return;
+    }
+    n += enc;
+    if (x->dir_len)
+        loc[n++] = '/';
+    rh_str q = rh_req_query(r);
+    if (q.len && n + 1 + q.len < sizeof(loc)) {
+        loc[n++] = '?';
+        memcpy(loc + n, q.ptr, q.len);
+        n += q.len;
+    }
+    loc[n] = 0;
+    xfer_free(x);
+    static const char body[] = "Moved Permanently\n";
+    if (rh_resp_header(r, "Location", loc) < 0) {
+        answer_error(r, 400);
+        return;
+    }
+    rh_respond(r, 301, "text/plain; charset=utf-8", body, sizeof(body) - 1);
+}
+
+/* ---- conditionals and ranges ---- */
+
+static bool header_date(const struct rh_req *r, const char *name, int64_t *t)
+{
+    rh_str v = rh_req_header(r, name);
+    return v.ptr && static_parse_http_date(v.ptr, v.len, t) == 0;
+}
+
+/* RFC 9110 13.2.2: If-Match, else If-Unmodified-Since (412); If-None-Match, else
+ * If-Modified-Since (304). Returns the status that ends the request here, or 0. */
+static int preconditions(const struct rh_req *r, const struct fentry *e)
+{
+    int64_t t;
+    rh_str v = rh_req_header(r, "If-Match");
+    if (v.ptr) {
+        if (!static_etag_match(v.ptr, v.len, e->etag, e->etag_len, false))
+            return 412;
+    } else if (header_date(r, "If-Unmodified-Since", &t) && e->mtime > t) {
+        return 412;
+    }
+    v = rh_req_header(r, "If-None-Match");
+    if (v.ptr)
+        return static_etag_match(v.ptr, v.len, e->etag, e->etag_len, true) ? 304 : 0;
+    if (header_date(r, "If-Modified-Since", &t) && e->mtime <= t)
+        return 304;
+    return 0;
+}
+
+/* If-Range: the Range applies only if the validator still matches (strong comparison, or
+ * the exact Last-Modified date). */
+static bool if_range_holds(const struct rh_req *r, const struct fentry *e)
+{
+    rh_str v = rh_req_header(r, "If-Range");
+    if (!v.ptr)
+        return true;
+    if (v.len && (v.ptr[0] == '"' || v.ptr[0] == 'W'))
+        return static_etag_match(v.ptr, v.len, e->etag, e->etag_len, false);
+    int64_t t;
+    return static_parse_http_date(v.ptr, v.len, &t) == 0 && t == e->mtime;
+}
+
+static void add_content_range(struct rh_req *r, bool unsatisfiable, uint64_t first,
+                              uint64_t last, uint64_t size)
+{
+    char line[96];
+    char *p = PUT_LIT(line, "Content-Range: bytes ");
+    if (unsatisfiable) {
+        *p++ = '*';
+    } else {
+        p += rh_fmt_u64(p, first);
+        *p++ = '-';
+        p += rh_fmt_u64(p, last);
+    }
+    *p++ = '/';
+    p += rh_fmt_u64(p, size);
+    p = PUT_LIT(p, "\r\n");
+    resp_header_lines(r, line, (size_t)(p - line));
+}
+
+/* ---- bodies ---- */
+
+static void body_start(struct static_xfer *x, uint64_t first, uint64_t len);
+
+/* The file is known (x->e): answer from its validators and the request's headers. */
+static void serve(struct static_xfer *x)
+{
+    struct rh_req *r = x->req;
+    const struct fentry *e = x->e;
+    int status = preconditions(r, e);
+    x->xhdr_mark = r->xhdr_len;
+    resp_header_lines(r, e->hdrs, e->hdrs_len);
+    if (x->m->cc_line)
+        resp_header_lines(r, x->m->cc_line, x->m->cc_len);
+    if (status == 304 || status == 412) {
+        xfer_free(x);
+        if (status == 304)
+            rh_respond(r, 304, NULL, NULL, 0);
+        else
+            rh_respond(r, 412, "text/plain; charset=utf-8", "Precondition Failed\n", 20);
+        return;
+    }
+    uint64_t first = 0, last = e->size ? e->size - 1 : 0, len = e->size;
+    rh_str range = rh_req_header(r, "Range");
+    if (range.ptr && r->method_id == HTTP_GET && if_range_holds(r, e)) {
+        switch (static_range_parse(range.ptr, range.len, e->size, &first, &last)) {
+        case RANGE_ONE:
+            status = 206;
+            len = last - first + 1;
+            add_content_range(r, false, first, last, e->size);
+            break;
+        case RANGE_UNSATISFIABLE:
+            add_content_range(r, true, 0, 0, e->size);
+            xfer_free(x);
+            rh_respond(r, 416, "text/plain; charset=utf-8", "Range Not Satisfiable\n", 22);
+            return;
+        case RANGE_NONE:
+        case RANGE_MANY: /* several ranges: the whole file (no multipart/byteranges) */
+            first = 0;
+            break;
+        }
+    }
+    x->status = status ? status : 200;
+    x->ctype = e->ctype;
+    if ((r->flags & R_HEAD) || len == 0) {
+        const char *ctype = x->ctype;
+        int st = x->status;
+        xfer_free(x);
+        rh_respond(r, st, ctype, NULL, len); /* HEAD: Content-Length, no body */
+        return;
+    }
+    body_start(x, first, len);
+}
+
+/* Whether the connection side lets us go on; a transfer whose connection died is ended by
+ * static_body_abort (from conn_finish_close), so this is for the steps before the body. */
+static bool orphaned(struct static_xfer *x)
+{
+    if (x->req->conn)
+        return false;
+    struct rh_req *r = x->req;
+    xfer_free(x);
+    rh_respond(r, 499, NULL, NULL, 0); /* nobody to answer: just end it */
+    return true;
+}
+
+static void body_start(struct static_xfer *x, uint64_t first, uint64_t len)
+{
+    struct static_ring *sr = x->sr;
+    struct rh_req *r = x->req;
+    x->off = first;
+    x->left = len;
+    if (len <= COPY_MAX && len < x->m->splice_min) {
+        /* Small: read first, then head and body go out in one send (a short read, a file
+         * changed under us, can then still be answered cleanly). */
+        char *buf = obuf_reserve(sr->w, &x->block, len);
+        if (!buf) {
+            xfer_fail(x, 503);
+            return;
+        }
+        x->mode = M_COPY;
+        struct io_uring_sqe *sqe = xfer_sqe(x);
+        io_uring_prep_read(sqe, x->e->fd, buf, (unsigned)len, first);
+        xfer_submit(x, sqe, K_READ);
+        return;
+    }
+    x->mode = len >= x->m->splice_min ? M_SPLICE : M_SEND;
+    if (resp_head_only(r, x->status, x->ctype, len) < 0) {
+        struct rh_conn *c = r->conn;
+        xfer_free(x);
+        if (c)
+            conn_close(c); /* out of memory for the head: nothing sane to send */
+        return;
+    }
+    r->file = x; /* conn.c calls static_body_pump once the head has drained */
+}
+
+static void copy_done(struct static_xfer *x, int res)
+{
+    struct rh_req *r = x->req;
+    struct rh_worker *w = r->w;
+    if ((uint64_t)res != x->left) { /* the file shrank (or failed) since its statx */
+        if (x->e->linked)
+            cache_unlink(x->sr, x->e);
+        xfer_fail(x, res < 0 ? status_of_errno(res) : 503);
+        return;
+    }
+    int status = x->status;
+    const char *ctype = x->ctype;
+    struct rh_obuf block = x->block;
+    x->block = (struct rh_obuf){0}; /* keep it past xfer_free: rh_respond copies from it */
+    xfer_free(x);
+    rh_respond(r, status, ctype, block.data, (size_t)res);
+    obuf_release(w, &block);
+}
+
+/* ---- the body pump: one op at a time on the socket ---- */
+
+static void arm_write_timer(struct rh_conn *c)
+{
+    rh_loop_timer_arm(&c->w->loop, &c->timer, c->w->srv->cfg.write_timeout_ms);
+}
+
+static void pump_send(struct static_xfer *x, struct rh_conn *c)
+{
+    struct static_ring *sr = x->sr;
+    struct io_uring_sqe *sqe;
+    if (x->chunk_sent < x->chunk_len) {
+        sqe = xfer_sqe(x);
+        io_uring_prep_send(sqe, c->fd, x->chunk + x->chunk_sent, x->chunk_len - x->chunk_sent,
+                           MSG_NOSIGNAL);
+        xfer_submit(x, sqe, K_SEND);
+        arm_write_timer(c);
+        return;
+    }
+    if (!x->chunk) {
+        x->chunk = sr->nchunks ? sr->chunks[--sr->nchunks] : mi_malloc(CHUNK_SIZE);
+        if (!x->chunk) { /* owner of a new one: this transfer, then the spare list */
+            x->failed = true;
+            return;
+        }
+    }
+    uint32_t n = x->left < CHUNK_SIZE ? (uint32_t)x->left : CHUNK_SIZE;
+    sqe = xfer_sqe(x);
+    io_uring_prep_read(sqe, x->e->fd, x->chunk, n, x->off);
+    xfer_submit(x, sqe, K_READ);
+}
+
+static void pump_splice(struct static_xfer *x, struct rh_conn *c)
+{
+    struct io_uring_sqe *sqe;
+    if (x->pipe[0] < 0) {
+        if (pipe_acquire(x->sr, x) < 0) { /* out of fds: the copying path still works */
+            x->mode = M_SEND;
+            pump_send(x, c);
+            return;
+        }
+        /* A non-blocking socket makes the pipe -> socket splice return when the socket is
+         * full instead of holding an io-wq worker until a slow reader drains it; the ring's
+         * own send/recv ops do not depend on this flag. */
+        fcntl(c->fd, F_SETFL, O_NONBLOCK);
+    }
+    if (x->pipe_bytes && x->want_poll) {
+        x->want_poll = false;
+        sqe = xfer_sqe(x);
+        io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
+        xfer_submit(x, sqe, K_POLL);
+        arm_write_timer(c);
+        return;
+    }
+    if (x->pipe_bytes == 0) {
+        uint32_t n = x->left < x->pipe_cap ? (uint32_t)x->left : x->pipe_cap;
+        sqe = xfer_sqe(x);
+        io_uring_prep_splice(sqe, x->e->fd, (int64_t)x->off, x->pipe[1], -1, n, 0);
+        sqe->flags |= IOSQE_IO_LINK; /* the socket side follows at once; a short read
+                                        breaks the link and the pump sends what came */
+        xfer_submit(x, sqe, K_SPLICE_IN);
+        x->splice_asked = n;
+        x->pipe_bytes = n; /* provisional, corrected by the completion */
+    }
+    sqe = xfer_sqe(x);
+    io_uring_prep_splice(sqe, x->pipe[0], -1, c->fd, -1, x->pipe_bytes, 0);
+    xfer_submit(x, sqe, K_SPLICE_OUT);
+    arm_write_timer(c);
+}
+
+/* Ends a body sent in full: the connection goes on with the next request. */
+static void body_done(struct static_xfer *x)
+{
+    struct rh_req *r = x->req;
+    struct rh_conn *c = r->conn;
+    r->file = NULL;
+    rh_timer_cancel(&c->w->loop.wheel, &c->timer);
+    xfer_free(x);
+    req_complete(r);
+}
+
+void static_body_pump(struct rh_req *r)
+{
+    struct static_xfer *x = r->file;
+    struct rh_conn *c = r->conn;
+    if (x->inflight || (c->flags & C_CLOSING))
+        return;
+    if (x->failed) {
+        conn_close(c); /* mid-body: nothing valid can follow; static_body_abort ends x */
+        return;
+    }
+    if (x->left == 0 && x->pipe_bytes == 0 && x->chunk_sent == x->chunk_len) {
+        body_done(x);
+        return;
+    }
+    if (x->mode == M_SPLICE)
+        pump_splice(x, c);
+    else
+        pump_send(x, c);
+    if (x->inflight)
+        c->flags |= C_FILE_INFLIGHT;
+    else if (x->failed)
+        conn_close(c);
+}
+
+void static_body_abort(struct rh_req *r)
+{
+    struct static_xfer *x = r->file;
+    struct rh_conn *c = r->conn;
+    r->file = NULL;
+    xfer_free(x);
+    if (c && c->req == r)
+        c->req = NULL;
+    r->conn = NULL; /* an orphan: its end touches no connection */
+    req_complete(r);
+}
+
+/* A streaming op completed: account for it, then go on, or finish a close. */
+static void on_streaming(struct static_xfer *x, enum step_kind k, int res)
+{
+    struct rh_req *r = x->req;
+    struct rh_conn *c = r->conn;
+    switch (k) {
+    case K_SPLICE_IN: {
+        /* pipe_bytes counted the whole request at submit (the linked splice out was sized
+         * by it); take back what did not come. Order-independent of the out completion. */
+        uint32_t got = res > 0 ? (uint32_t)res : 0;
+        x->pipe_bytes -= x->splice_asked - got;
+        x->off += got;
+        x->left -= got;
+        if (res <= 0)
+            x->failed = true; /* 0: the file shrank under us; < 0: an I/O error */
+        break;
+    }
+    case K_SPLICE_OUT:
+        if (res > 0) {
+            x->pipe_bytes -= (uint32_t)res;
+            x->want_poll = x->pipe_bytes > 0; /* short: the socket is full */
+        } else if (res == -EAGAIN) {
+            x->want_poll = true;
+        } else if (res != -ECANCELED) {
+            x->failed = true;
+        }
+        break;
+    case K_POLL:
+        if (res < 0)
+            x->failed = true;
+        break;
+    case K_READ:
+        if (res > 0) {
+            x->chunk_len = (uint32_t)res;
+            x->chunk_sent = 0;
+            x->off += (uint64_t)res;
+            x->left -= (uint64_t)res;
+        } else {
+            x->failed = true;
+        }
+        break;
+    case K_SEND:
+        if (res > 0)
+            x->chunk_sent += (uint32_t)res;
+        else
+            x->failed = true;
+        break;
+    default:
+        break;
+    }
+    if (x->inflight)
+        return;
+    c->flags &= ~C_FILE_INFLIGHT;
+    if (c->flags & C_CLOSING) {
+        static_body_abort(r);
+        conn_finish_close(c);
+        return;
+    }
+    static_body_pump(r);
+}
+
+/* ---- the steps before the body ---- */
+
+static void lookup(struct static_xfer *x);
+
+static void on_opened(struct static_xfer *x, int res)
+{
+    if (res < 0) {
+        if (res == -ENOENT && x->index_try) { /* no index: 403 for a directory, else 404 */
+            x->path[x->dir_len] = 0;
+            submit_open(x, x->dir_len ? x->path : ".", K_PROBE, O_DIRECTORY);
+            return;
+        }
+        xfer_fail(x, status_of_errno(res));
+        return;
+    }
+    x->fd = res;
+    submit_statx(x, x->fd, "", AT_EMPTY_PATH, K_STATX);
+}
+
+static void on_stat(struct static_xfer *x, int res)
+{
+    if (res < 0) {
+        xfer_fail(x, status_of_errno(res));
+        return;
+    }
+    mode_t mode = x->stx.stx_mode;
+    if (S_ISDIR(mode) && !x->index_try) {
+        redirect_to_dir(x);
+        return;
+    }
+    if (!S_ISREG(mode)) { /* a directory named like the index, a FIFO, a device, a socket */
+        xfer_fail(x, 403);
+        return;
+    }
+    fcntl(x->fd, F_SETFL, 0); /* O_NONBLOCK only guarded the open: reads may wait for disk */
+    struct fentry *e = cache_insert(x->sr, x);
+    if (!e) {
+        xfer_fail(x, 503);
+        return;
+    }
+    x->e = entry_get(e);
+    serve(x);
+}
+
+static void on_checked(struct static_xfer *x, int res)
+{
+    struct fentry *e = x->e;
+    e->revalidating = false;
+    if (res == 0 && same_file(e, &x->stx)) {
+        e->checked_ms = x->sr->w->loop.now_ms;
+        serve(x);
+        return;
+    }
+    cache_unlink(x->sr, e); /* changed, replaced or gone: open it afresh */
+    x->e = NULL;
+    entry_put(x->sr, e);
+    submit_open(x, x->path, K_OPEN, 0);
+}
+
+static void on_probe(struct static_xfer *x, int res)
+{
+    if (res >= 0)
+        ring_close(x->sr, res);
+    xfer_fail(x, res >= 0 ? 403 : status_of_errno(res));
+}
+
+static void on_file_cqe(struct rh_loop *loop, const struct io_uring_cqe *cqe)
+{
+    rh_loop_op_done(loop);
+    struct static_ring *sr = ((struct rh_worker *)loop->owner)->fstatic;
+    struct static_xfer *x = sr ? xfer_of(sr, cqe->user_data) : NULL;
+    if (!x) { /* cannot happen: a transfer is freed only with nothing in flight */
+        if (cqe->res >= 0 && (rh_ud_gen(cqe->user_data) & 15) == K_OPEN)
+            close(cqe->res);
+        return;
+    }
+    x->inflight--;
+    enum step_kind k = (enum step_kind)(rh_ud_gen(cqe->user_data) & 15);
+    struct rh_req *r = x->req;
+    if (x->mode == M_SEND || x->mode == M_SPLICE) {
+        on_streaming(x, k, cqe->res);
+        return;
+    }
+    if ((k == K_OPEN || k == K_PROBE) && cqe->res >= 0 && !r->conn)
+        x->fd = cqe->res; /* an orphan's new fd: closed by xfer_free in orphaned() */
+    if (orphaned(x))
+        return;
+    struct rh_ctx *prev = req_enter(r); /* middleware after-hooks run from here */
+    switch (k) {
+    case K_OPEN: on_opened(x, cqe->res); break;
+    case K_STATX: on_stat(x, cqe->res); break;
+    case K_CHECK: on_checked(x, cqe->res); break;
+    case K_PROBE: on_probe(x, cqe->res); break;
+    case K_READ: copy_done(x, cqe->res); break;
+    default: xfer_fail(x, 500); break;
+    }
+    req_leave(r, prev);
+}
+
+static void lookup(struct static_xfer *x)
+{
+    struct static_ring *sr = x->sr;
+    struct fentry *e = cache_find(sr, x->m, x->path, x->path_len);
+    if (!e) {
+        submit_open(x, x->path, K_OPEN, 0);
+        return;
+    }
+    lru_remove(sr, e);
+    lru_push_front(sr, e);
+    x->e = entry_get(e);
+    if (e->revalidating || sr->w->loop.now_ms - e->checked_ms < x->m->valid_ms) {
+        serve(x); /* the hot path: no op on the ring before the body */
+        return;
+    }
+    /* Once per valid_ms per entry: does the path still name this very file? statx follows
+     * symlinks here, but only to compare: a mismatch means a fresh openat2 beneath root. */
+    e->revalidating = true;
+    submit_statx(x, x->m->root_fd, x->path, 0, K_CHECK);
+}
+
+/* ---- the handler ---- */
+
+static void static_handle(struct rh_req *r, const struct static_mount *m)
+{
+    struct static_ring *sr = r->w->fstatic;
+    if (r->method_id != HTTP_GET && r->method_id != HTTP_HEAD) {
+        answer_error(r, 405);
+        return;
+    }
+    rh_str path = rh_req_path(r);
+    if (path.len < m->prefix_len || memcmp(path.ptr, m->prefix, m->prefix_len) != 0) {
+        answer_error(r, 404);
+        return;
+    }
+    struct static_xfer *x = sr ? xfer_new(sr, r, m) : NULL;
+    if (!x) {
+        answer_error(r, 503);
+        return;
+    }
+    const char *rest = path.ptr + m->prefix_len;
+    size_t rest_len = path.len - m->prefix_len, n = 0;
+    int ret = static_path_normalize(rest, rest_len, m->hidden, x->path,
+                                    sizeof(x->path) - m->index_len - 1, &n, &x->dir);
+    if (ret < 0) {
+        xfer_fail(x, ret == -EINVAL ? 400 : ret == -ENOENT ? 404 : 414);
+        return;
+    }
+    x->dir_len = (uint32_t)n;
+    if (rest_len == 0) { /* "/assets" itself: relative links need "/assets/" */
+        redirect_to_dir(x);
+        return;
+    }
+    if (x->dir) {
+        if (n)
+            x->path[n++] = '/';
+        memcpy(x->path + n, m->index, m->index_len + 1);
+        n += m->index_len;
+        x->index_try = true;
+    }
+    x->path_len = (uint32_t)n;
+    lookup(x);
+}
+
+static void on_static_route(rh_req *r, void *udata) { static_handle(r, udata); }
+
+/* ---- the rings ---- */
+
+void static_worker_start(struct rh_worker *w)
+{
+    const rh_server *srv = w->srv;
+    if (!srv->static_mounts)
+        return;
+    unsigned cap = 0;
+    for (const struct static_mount *m = srv->static_mounts; m; m = m->next)
+        cap = m->cache_entries > cap ? m->cache_entries : cap;
+    unsigned nb = 16;
+    while (nb < 2 * cap)
+        nb *= 2;
+    struct static_ring *sr = mi_zalloc(sizeof(*sr)); /* owner: the worker, until stop */
+    if (sr)
+        sr->buckets = mi_calloc(nb, sizeof(*sr->buckets));
+    if (!sr || !sr->buckets) { /* the handler answers 503 without it */
+        mi_free(sr);
+        return;
+    }
+    sr->w = w;
+    sr->nbuckets = nb;
+    sr->cap = cap;
+    w->fstatic = sr;
+    rh_loop_on(&w->loop, RH_OP_FILE, on_file_cqe);
+}
+
+/* After the ring's final drain. Transfers still holding a request (ops that never
+ * completed) end it; every fd goes with close(2): the ring takes no more ops. */
+void static_worker_stop(struct rh_worker *w)
+{
+    struct static_ring *sr = w->fstatic;
+    if (!sr)
+        return;
+    sr->stopping = true;
+    for (uint32_t i = 0; i < sr->nxfers; i++) {
+        struct static_xfer *x = sr->xfers[i];
+        if (x->req) {
+            struct rh_req *r = x->req;
+            if (r->file == x)
+                r->file = NULL;
+            xfer_free(x);
+            r->conn = NULL;
+            req_end(r);
+        }
+    }
+    while (sr->lru_first)
+        cache_unlink(sr, sr->lru_first);
+    for (unsigned i = 0; i < sr->npipes; i++) {
+        close(sr->pipes[i].fd[0]);
+        close(sr->pipes[i].fd[1]);
+    }
+    for (unsigned i = 0; i < sr->nchunks; i++)
+        mi_free(sr->chunks[i]);
+    for (uint32_t i = 0; i < sr->nxfers; i++)
+        mi_free(sr->xfers[i]);
+    mi_free(sr->xfers);
+    mi_free(sr->buckets);
+    mi_free(sr);
+    w->fstatic = NULL;
+}
+
+/* ---- the public API ---- */
+
+void rh_static_options_init(rh_static_options *opt)
+{
+    memset(opt, 0, sizeof(*opt));
+}
+
+static bool header_value_ok(const char *v)
+{
+    for (; *v; v++)
+        if (*v == '\r' || *v == '\n')
+            return false;
+    return true;
+}
+
+static void mount_free(struct static_mount *m)
+{
+    if (m->root_fd >= 0)
+        close(m->root_fd);
+    mi_free(m->prefix);
+    mi_free(m->index);
+    mi_free(m->cc_line);
+    mi_free(m);
+}
+
+void static_free(rh_server *srv)
+{
+    while (srv->static_mounts) {
+        struct static_mount *m = srv->static_mounts;
+        srv->static_mounts = m->next;
+        mount_free(m);
+    }
+}
+
+/* "/" -> "", "/a/b/" -> "/a/b". Segments must be plain: the router matches them raw. */
+static int mount_prefix(const char *prefix, char **out)
+{
+    size_t n = prefix ? strlen(prefix) : 0;
+    if (n == 0 || prefix[0] != '/')
+        return -EINVAL;
+    while (n > 1 && prefix[n - 1] == '/')
+        n--;
+    if (n == 1)
+        n = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strchr("*:?#%\\", prefix[i]) || (prefix[i] == '/' && i + 1 < n && prefix[i + 1] == '/'))
+            return -EINVAL;
+    }
+    *out = mi_strndup(prefix, n);
+    return *out ? 0 : -ENOMEM;
+}
+
+static int mount_options(struct static_mount *m, const rh_static_options *opt)
+{
+    const char *index = opt && opt->index ? opt->index : "index.html";
+    if (!*index || strchr(index, '/') || strcmp(index, ".") == 0 || strcmp(index, "..") == 0 ||
+        strlen(index) > 255)
+        return -EINVAL;
+    m->index = mi_strdup(index);
+    m->index_len = strlen(index);
+    const char *cc = opt ? opt->cache_control : NULL;
+    if (cc && *cc) {
+        if (!header_value_ok(cc) || strlen(cc) > 512)
+            return -EINVAL;
+        size_t n = strlen(cc);
+        m->cc_line = mi_malloc(n + 18); /* owner: the mount */
+        if (!m->cc_line)
+            return -ENOMEM;
+        memcpy(m->cc_line, "Cache-Control: ", 15);
+        memcpy(m->cc_line + 15, cc, n);
+        memcpy(m->cc_line + 15 + n, "\r\n", 2);
+        m->cc_len = n + 17;
+    }
+    m->resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+    if (opt && opt->no_symlinks)
+        m->resolve |= RESOLVE_NO_SYMLINKS;
+    m->hidden = opt && opt->serve_hidden;
+    m->cache_entries = opt && opt->cache_entries ? opt->cache_entries : 256;
+    m->valid_ms = opt && opt->cache_valid_ms ? opt->cache_valid_ms : 1000;
+    m->splice_min = opt && opt->splice_min ? opt->splice_min : DEFAULT_SPLICE_MIN;
+    return m->index ? 0 : -ENOMEM;
+}
+
+static int mount_routes(rh_server *srv, struct static_mount *m)
+{
+    char pattern[1100];
+    if (m->prefix_len + 3 > sizeof(pattern))
+        return -EINVAL;
+    memcpy(pattern, m->prefix, m->prefix_len);
+    memcpy(pattern + m->prefix_len, "/*", 3);
+    int ret = rh_route(srv, "*", pattern, on_static_route, m);
+    if (ret == 0 && m->prefix_len) /* "/assets" itself, redirected to "/assets/" */
+        ret = rh_route(srv, "*", m->prefix, on_static_route, m);
+    return ret;
+}
+
+int rh_static_route(rh_server *srv, const char *prefix, const char *root_dir,
+                    const rh_static_options *opt)
+{
+    if (srv->threads_live)
+        return -EBUSY;
+    if (!root_dir)
+        return -EINVAL;
+    struct static_mount *m = mi_zalloc(sizeof(*m)); /* owner: srv, until rh_server_free */
+    if (!m)
+        return -ENOMEM;
+    m->root_fd = -1;
+    int ret = mount_prefix(prefix, &m->prefix);
+    if (ret == 0) {
+        m->prefix_len = strlen(m->prefix);
+        ret = mount_options(m, opt);
+    }
+    if (ret == 0) { /* set-up time, not the ring: a blocking open is fine here */
+        m->root_fd = open(root_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        ret = m->root_fd < 0 ? -errno : 0;
+    }
+    if (ret == 0)
+        ret = mount_routes(srv, m);
+    if (ret < 0) {
+        mount_free(m);
+        return ret;
+    }
+    m->next = srv->static_mounts;
+    srv->static_mounts = m;
+    /* A splice to a socket the peer closed raises SIGPIPE (it cannot take MSG_NOSIGNAL). */
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+int rh_static_serve(rh_req *r, const char *prefix)
+{
+    size_t n = prefix ? strlen(prefix) : 0;
+    while (n > 0 && prefix[n - 1] == '/')
+        n--;
+    for (const struct static_mount *m = r->w->srv->static_mounts; m; m = m->next) {
+        if (m->prefix_len == n && memcmp(m->prefix, prefix, n) == 0) {
+            static_handle(r, m);
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
