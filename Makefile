@@ -6,6 +6,7 @@ JOBS ?= $(shell nproc)
 PORT ?= 8080
 ARGS ?=
 CMAKE_FLAGS ?=
+FUZZ_SECONDS ?= 300
 
 .PHONY: all deps build run test test-release test-sanitize test-tsan bench fuzz install clean
 
@@ -20,7 +21,7 @@ build: deps
 
 run: build
 	@echo "ringhttp: serving on http://127.0.0.1:$(PORT)/ (Ctrl-C to stop)"
-	@./$(BUILD)/ringhttp --port $(PORT) $(ARGS)
+	@./$(BUILD)/ringhttp --port $(PORT) --root site $(ARGS)
 
 test: test-release test-sanitize test-tsan
 
@@ -43,7 +44,12 @@ test-tsan: deps
 
 bench: build
 	@scripts/install-deps --bench
-	@bench/run $(ARGS)
+	@bench/run --build $(BUILD) --micro $(ARGS)
+
+# libFuzzer on the connection state machine and parser (clang, build-fuzz): replays the
+# seeds and regressions, fuzzes for FUZZ_SECONDS, prints the run counts. See tests/fuzz/.
+fuzz: deps
+	@tests/fuzz/run build-fuzz $(FUZZ_SECONDS)
 
 install: build
 	@cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))

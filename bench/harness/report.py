@@ -1,0 +1,228 @@
+"""Results: medians and spreads per server x scenario, the Markdown report, the CSV files
+and the gnuplot chart."""
+import csv
+import os
+import shutil
+import statistics
+import subprocess
+
+ROW_FIELDS = ["round", "server", "scenario", "status", "rps", "requests", "seconds", "p50_ms",
+              "p99_ms", "cpu_us_per_req", "cpu_pct", "rss_kib", "socket_errors", "idle_open",
+              "rss_before_kib", "rss_idle_kib", "rss_per_idle_kib", "base_rps", "base_p50_ms",
+              "base_p99_ms", "base_cpu_us_per_req", "bg_rps", "bg_p99_ms", "note", "wrk"]
+SPREAD = ("rps", "cpu_us_per_req", "rss_per_idle_kib")
+MEDIAN_ONLY = ("p50_ms", "p99_ms", "cpu_pct", "rss_kib", "idle_open", "rss_before_kib",
+               "rss_idle_kib", "base_rps", "base_p50_ms", "base_p99_ms",
+               "base_cpu_us_per_req", "bg_rps", "bg_p99_ms", "socket_errors")
+
+
+def _median(rows, key):
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def summarize(rows):
+    """{(server, scenario): summary}: status ok (medians; SPREAD keys also min and max),
+    FAIL (any round failed: the message) or n/a."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["server"], r["scenario"]), []).append(r)
+    out = {}
+    for key, rs in groups.items():
+        ok = [r for r in rs if r["status"] == "ok"]
+        fails = [r for r in rs if r["status"] == "FAIL"]
+        s = {"server": key[0], "scenario": key[1], "rounds": len(ok),
+             "notes": sorted({r["note"] for r in rs if r.get("note")})}
+        if fails:
+            s["status"] = "FAIL"
+        elif not ok:
+            s["status"] = "n/a"
+        else:
+            s["status"] = "ok"
+        for k in SPREAD:
+            vals = [r[k] for r in ok if r.get(k) is not None]
+            if vals:
+                s[k] = statistics.median(vals)
+                s[k + "_min"], s[k + "_max"] = min(vals), max(vals)
+        for k in MEDIAN_ONLY:
+            s[k] = _median(ok, k)
+        out[key] = s
+    return out
+
+
+# ---- formatting ----------------------------------------------------------------------------
+
+def _int(v):
+    return "–" if v is None else f"{v:,.0f}"
+
+
+def _ms(v):
+    if v is None:
+        return "–"
+    return f"{v * 1000:.0f} µs" if v < 1 else f"{v:.2f} ms" if v < 10 else f"{v:.1f} ms"
+
+
+def _us(v):
+    return "–" if v is None else f"{v:.2f}" if v < 10 else f"{v:.1f}"
+
+
+def _mib(kib):
+    return "–" if kib is None else f"{kib / 1024:.1f} MiB"
+
+
+def _spread(s, key, fmt):
+    if s.get(key) is None:
+        return "–"
+    text = fmt(s[key])
+    if s["rounds"] > 1:
+        text += f" ({fmt(s[key + '_min'])}–{fmt(s[key + '_max'])})"
+    return text
+
+
+def _status_cell(s):
+    if s is None:
+        return "not run"
+    return "**FAIL**" if s["status"] == "FAIL" else "n/a" if s["status"] == "n/a" else None
+
+
+def _wide(title, summ, servers, scenarios, key, fmt):
+    cols = [sc for sc in scenarios if not sc.mixed]
+    lines = [f"### {title}", "", "| server | " + " | ".join(sc.name for sc in cols) + " |",
+             "|---|" + "---:|" * len(cols)]
+    for sv in servers:
+        cells = []
+        for sc in cols:
+            s = summ.get((sv, sc.name))
+            cells.append(_status_cell(s) or fmt(s.get(key)))
+        lines.append(f"| {sv} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _scenario_table(sc, summ, servers):
+    idle = sc.idle
+    head = ["server", "req/s median (min–max)", "p50", "p99", "CPU µs/req (min–max)",
+            "server CPU", "RSS peak"]
+    if idle:
+        head += ["idle conns", "RSS before → with idle", "KiB per idle conn (min–max)"]
+    lines = [f"### {sc.name}: {sc.title}", "", "| " + " | ".join(head) + " |",
+             "|---|" + "---:|" * (len(head) - 1)]
+    notes = []
+    for sv in servers:
+        s = summ.get((sv, sc.name))
+        if s is None:
+            continue
+        for n in s["notes"]:
+            notes.append(f"{sv}: {n}")
+        bad = _status_cell(s)
+        if bad:
+            lines.append(f"| {sv} | {bad} |" + " |" * (len(head) - 2))
+            continue
+        if s.get("p99_ms") is None:
+            notes.append(f"{sv}: wrk printed p99 0.00us (its percentiles fail under "
+                         "pipelining at this rate): shown as –")
+        if s.get("socket_errors"):
+            notes.append(f"{sv}: wrk reported {s['socket_errors']:.0f} socket errors "
+                         f"(median per run)")
+        cells = [sv, _spread(s, "rps", _int), _ms(s["p50_ms"]), _ms(s["p99_ms"]),
+                 _spread(s, "cpu_us_per_req", _us),
+                 "–" if s["cpu_pct"] is None else f"{s['cpu_pct']:.0f}%", _mib(s["rss_kib"])]
+        if idle:
+            cells += [_int(s["idle_open"]),
+                      f"{_mib(s['rss_before_kib'])} → {_mib(s['rss_idle_kib'])}",
+                      _spread(s, "rss_per_idle_kib", lambda v: f"{v:.2f}")]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [""] + [f"- {n}" for n in notes]
+    return lines
+
+
+def _mixed_table(sc, summ):
+    s = summ.get(("ringhttp", sc.name))
+    lines = [f"### {sc.name}: {sc.title}", ""]
+    if s is None or s["status"] != "ok":
+        lines.append("ringhttp: " + ("not run" if s is None else s["status"] + " " +
+                                     "; ".join(s["notes"])))
+        return lines
+    lines += ["| /plaintext | req/s | p50 | p99 |", "|---|---:|---:|---:|",
+              f"| alone | {_int(s['base_rps'])} | {_ms(s['base_p50_ms'])} | "
+              f"{_ms(s['base_p99_ms'])} |",
+              f"| with 20 connections on /blocking?ms=50 | {_int(s['rps'])} | "
+              f"{_ms(s['p50_ms'])} | {_ms(s['p99_ms'])} |", "",
+              f"- background: {_int(s['bg_rps'])} /blocking req/s (p99 {_ms(s['bg_p99_ms'])});"
+              f" medians of {s['rounds']} round(s)"]
+    return lines
+
+
+def markdown(meta, summ, servers, scenarios):
+    lines = [f"## ringhttp vs {', '.join(s for s in servers if s != 'ringhttp') or 'nothing'}",
+             ""] + [f"- {m}" for m in meta] + [""]
+    lines += _wide("Summary: requests/s (median; higher is better)", summ, servers,
+                   scenarios, "rps", _int) + [""]
+    lines += _wide("Summary: server CPU µs per request (median; lower is better)", summ,
+                   servers, scenarios, "cpu_us_per_req", _us) + [""]
+    for sc in scenarios:
+        lines += (_mixed_table(sc, summ) if sc.mixed else _scenario_table(sc, summ, servers))
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ---- files ---------------------------------------------------------------------------------
+
+def write_csv(out_dir, rows, summ):
+    with open(os.path.join(out_dir, "rounds.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, ROW_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    keys = ["server", "scenario", "status", "rounds"]
+    for k in SPREAD:
+        keys += [k, k + "_min", k + "_max"]
+    keys += list(MEDIAN_ONLY) + ["notes"]
+    with open(os.path.join(out_dir, "summary.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, keys, extrasaction="ignore")
+        w.writeheader()
+        for s in summ.values():
+            w.writerow(dict(s, notes="; ".join(s["notes"])))
+
+
+def write_chart(out_dir, summ, servers, scenarios, title):
+    """chart.png: req/s and CPU µs/req per scenario per server (log scales). Returns the
+    path, or why there is none."""
+    if not shutil.which("gnuplot"):
+        return None, "gnuplot not installed"
+    cols = [sc.name for sc in scenarios if not sc.mixed]
+    for key, name in (("rps", "chart-rps.dat"), ("cpu_us_per_req", "chart-cpu.dat")):
+        with open(os.path.join(out_dir, name), "w") as f:
+            f.write("scenario " + " ".join(servers) + "\n")
+            for sc in cols:
+                vals = []
+                for sv in servers:
+                    s = summ.get((sv, sc), {})
+                    v = s.get(key) if s.get("status") == "ok" else None
+                    vals.append("?" if v is None else f"{v:.4g}")
+                f.write(sc + " " + " ".join(vals) + "\n")
+    n = len(servers)
+    plot = lambda dat: "plot " + ", ".join(
+        f"'{dat}' using {i + 2}{':xtic(1)' if i == 0 else ''} title columnheader({i + 2})"
+        for i in range(n))
+    script = f"""set terminal pngcairo size 1400,1000 font "sans,10"
+set output 'chart.png'
+set datafile missing '?'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set key outside right top
+set grid ytics
+set logscale y
+set multiplot layout 2,1 title "{title}"
+set title "requests/s, median (log scale; higher is better)"
+{plot('chart-rps.dat')}
+set title "server CPU microseconds per request, median (log scale; lower is better)"
+{plot('chart-cpu.dat')}
+unset multiplot
+"""
+    with open(os.path.join(out_dir, "chart.gp"), "w") as f:
+        f.write(script)
+    res = subprocess.run(["gnuplot", "chart.gp"], cwd=out_dir, capture_output=True, text=True)
+    if res.returncode != 0:
+        return None, "gnuplot failed: " + res.stderr.strip()[-300:]
+    return os.path.join(out_dir, "chart.png"), None

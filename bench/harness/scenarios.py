@@ -1,0 +1,273 @@
+"""The scenarios, and one measurement: a fresh server, a curl check, a warm-up, then wrk
+with the server's CPU time and RSS read from /proc around it.
+
+Each measurement starts the server anew (its own temp dir and port) so no scenario inherits
+another's memory or connections, and stops it afterwards.
+"""
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+from . import load, procs, servers
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    resource: str  # "plaintext", "json", "4k.bin", "1m.bin"
+    conns: int = 50
+    pipeline: int = 0
+    headers: tuple = ()
+    idle: bool = False   # hold --idle-conns idle connections during the run
+    mixed: bool = False  # ringhttp only: /plaintext alone, then beside /blocking load
+
+    def only_for(self, server_name):
+        return not self.mixed or server_name == "ringhttp"
+
+
+SCENARIOS = [
+    Scenario("plaintext", "GET /plaintext (13 bytes), 50 keep-alive connections", "plaintext"),
+    Scenario("pipelined", "GET /plaintext, 50 connections, HTTP pipelining depth 16",
+             "plaintext", pipeline=16),
+    Scenario("json", "GET /json (27 bytes), 50 keep-alive connections", "json"),
+    Scenario("static-4k", "GET a 4 KiB static file, 50 keep-alive connections", "4k.bin"),
+    Scenario("static-1m", "GET a 1 MiB static file, 50 keep-alive connections", "1m.bin"),
+    Scenario("close", "GET /plaintext, 50 connections, a new connection per request "
+             "(Connection: close)", "plaintext", headers=("Connection: close",)),
+    Scenario("idle10k", "GET /plaintext, 50 connections, while 10,000 idle keep-alive "
+             "connections are held open", "plaintext", idle=True),
+    Scenario("mixed", "ringhttp only: GET /plaintext (wrk --latency, 50 connections) alone, "
+             "then while 20 connections hammer /blocking?ms=50", "plaintext", mixed=True),
+]
+BY_NAME = {s.name: s for s in SCENARIOS}
+
+
+def expected(files, resource):
+    """(body, Content-Type prefix or None) every server must answer for the resource."""
+    ctype = {"plaintext": "text/plain", "json": "application/json"}.get(resource)
+    return files[resource], ctype
+
+
+class Env:
+    """What every measurement needs: options, the tracker, the temp dir and the docroot."""
+
+    def __init__(self, opts, tracker, tmp, docroot, files):
+        self.opts, self.tracker, self.tmp = opts, tracker, tmp
+        self.docroot, self.files = docroot, files
+        self._port = opts.port_base
+
+    def next_port(self):
+        """The next port from --port-base that nothing holds (not even in TIME_WAIT)."""
+        for _ in range(2000):
+            port = self._port
+            self._port = self._port + 1 if self._port < 32000 else self.opts.port_base
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                    return port
+                except OSError:
+                    continue
+        raise RuntimeError("no free port")
+
+
+class Running:
+    """A server we started for one measurement."""
+
+    def __init__(self, env, server):
+        self.env, self.server = env, server
+        self.port = env.next_port()
+        self.workdir = tempfile.mkdtemp(prefix=server.name + "-", dir=env.tmp)
+        os.chmod(self.workdir, 0o755)
+        argv = server.setup(self.workdir, self.port, env.docroot)
+        self.log_path = os.path.join(self.workdir, "output.log")
+        with open(self.log_path, "w") as log:
+            self.proc = env.tracker.spawn(server.name, argv, cpus=env.opts.server_cpus,
+                                          stdout=log, stderr=subprocess.STDOUT)
+        self._wait_listening()
+
+    def _wait_listening(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.proc.alive():
+                break
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        self.stop()
+        raise load.CheckFailed(f"{self.server.name} did not start listening on port "
+                               f"{self.port}: {self.log_tail()}")
+
+    def log_tail(self):
+        texts = []
+        for name in ("output.log", "error.log"):
+            try:
+                with open(os.path.join(self.workdir, name), errors="replace") as f:
+                    texts.append(f.read()[-600:].strip())
+            except FileNotFoundError:
+                pass
+        return " | ".join(t for t in texts if t) or "(no output)"
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self):
+        self.env.tracker.stop(self.proc)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _wrk(env, url, scen, seconds, conns=None, latency=True):
+    o = env.opts
+    argv = load.wrk_argv(url, conns or scen.conns, seconds, o.client_threads, scen.headers,
+                         scen.pipeline, latency)
+    r = load.run_wrk(env.tracker, argv, o.client_cpus, seconds)
+    if r["non2xx"]:
+        raise load.CheckFailed(f"wrk got {r['non2xx']} non-2xx answers from {url}")
+    r["argv"] = argv
+    return r
+
+
+def _timed_run(env, srv, url, scen, pids):
+    """wrk for --duration with CPU ticks and peak RSS of pids around it."""
+    ticks0 = procs.cpu_ticks(pids)
+    with load.RssSampler(procs.rss_kib, pids) as rss:
+        r = _wrk(env, url, scen, env.opts.duration)
+    cpu_s = (procs.cpu_ticks(pids) - ticks0) / procs.CLK_TCK
+    r["cpu_us_per_req"] = cpu_s * 1e6 / r["requests"] if r["requests"] else None
+    r["cpu_pct"] = 100.0 * cpu_s / r["seconds"]
+    r["rss_kib"] = rss.peak
+    return r
+
+
+def _idle_count(env, server, scen):
+    """--idle-conns, capped to what the server is configured to hold beside the load."""
+    return min(env.opts.idle_conns, server.max_conns - scen.conns - 50)
+
+
+def measure(env, server, scen, round_no=1):
+    """One measurement -> a row dict (status ok), or raises CheckFailed."""
+    path = server.url_path(scen.resource)
+    row = {"server": server.name, "scenario": scen.name}
+    if path is None:
+        return dict(row, status="n/a", note=server.na_reason(scen.resource))
+    body, ctype = expected(env.files, scen.resource)
+    with Running(env, server) as srv:
+        url = srv.url(path)
+        load.check_answer(url, body, ctype, scen.headers)
+        if env.opts.warmup > 0:
+            _wrk(env, url, scen, env.opts.warmup, latency=False)
+        pids = srv.proc.tree()
+        if scen.mixed:
+            return dict(row, **_measure_mixed(env, srv, url, scen, pids, round_no % 2 == 0))
+        holder = None
+        try:
+            if scen.idle:
+                holder, idle = _open_idle(env, srv, scen, path, pids)
+                row.update(idle)
+            r = _timed_run(env, srv, url, scen, pids)
+        finally:
+            closed = holder.finish() if holder else None
+        if closed:
+            row["note"] = f"the server closed {closed} idle connections during the run"
+        if not srv.proc.alive():
+            raise load.CheckFailed(f"{server.name} died during the run: {srv.log_tail()}")
+    row.update(status="ok", **{k: r[k] for k in ("rps", "requests", "seconds", "p50_ms",
+                                                 "p99_ms", "cpu_us_per_req", "cpu_pct",
+                                                 "rss_kib", "socket_errors")})
+    row["raw"] = r["raw"]
+    row["wrk"] = " ".join(r["argv"])
+    return row
+
+
+def _open_idle(env, srv, scen, path, pids):
+    count = _idle_count(env, srv.server, scen)
+    time.sleep(0.3)
+    before = procs.rss_kib(pids)
+    holder = load.IdleHolder(env.tracker, srv.port, path, count, env.opts.client_cpus)
+    try:
+        opened, failed = holder.wait_ready()
+    except Exception:
+        holder.finish()
+        raise
+    time.sleep(0.5)
+    with_idle = procs.rss_kib(pids)
+    if opened < count * 0.99:
+        holder.finish()
+        raise load.CheckFailed(f"only {opened} of {count} idle connections were answered "
+                               f"({failed} failed)")
+    return holder, {"idle_open": opened, "rss_before_kib": before, "rss_idle_kib": with_idle,
+                    "rss_per_idle_kib": (with_idle - before) / opened if opened else None}
+
+
+def _measure_mixed(env, srv, url, scen, pids, loaded_first):
+    """/plaintext alone, and while 20 connections keep /blocking?ms=50 busy; the order
+    alternates between rounds so neither half always runs on a fresher server."""
+    blocking = srv.url("/blocking?ms=50")
+    load.check_answer(blocking, b"slept 50", "text/plain")
+    if loaded_first:
+        loaded, bgr, bg_argv = _run_beside_blocking(env, srv, url, scen, pids, blocking)
+        base = _timed_run(env, srv, url, scen, pids)
+    else:
+        base = _timed_run(env, srv, url, scen, pids)
+        loaded, bgr, bg_argv = _run_beside_blocking(env, srv, url, scen, pids, blocking)
+    return {"status": "ok", "rps": loaded["rps"], "requests": loaded["requests"],
+            "seconds": loaded["seconds"], "p50_ms": loaded["p50_ms"],
+            "p99_ms": loaded["p99_ms"], "cpu_us_per_req": None, "cpu_pct": loaded["cpu_pct"],
+            "rss_kib": loaded["rss_kib"], "socket_errors": loaded["socket_errors"],
+            "base_rps": base["rps"], "base_p50_ms": base["p50_ms"],
+            "base_p99_ms": base["p99_ms"], "base_cpu_us_per_req": base["cpu_us_per_req"],
+            "bg_rps": bgr["rps"], "bg_p99_ms": bgr["p99_ms"],
+            "raw": "--- alone ---\n" + base["raw"] + "\n--- with /blocking load ---\n" +
+            loaded["raw"] + "\n--- the /blocking load ---\n" + bgr["raw"],
+            "wrk": " ".join(loaded["argv"]) + " ; background: " + " ".join(bg_argv)}
+
+
+def _run_beside_blocking(env, srv, url, scen, pids, blocking):
+    d = env.opts.duration
+    bg_argv = load.wrk_argv(blocking, 20, d + 2, 1)
+    bg = env.tracker.spawn("wrk-blocking", bg_argv, cpus=env.opts.client_cpus,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(0.5)  # the pool is busy before the measured run starts
+        loaded = _timed_run(env, srv, url, scen, pids)
+        bg_out, _ = bg.popen.communicate(timeout=d + 30)
+    finally:
+        env.tracker.stop(bg)
+    bgr = load.parse_wrk(bg_out)
+    bgr["raw"] = bg_out
+    if bgr["non2xx"]:
+        raise load.CheckFailed(f"/blocking load got {bgr['non2xx']} non-2xx answers")
+    return loaded, bgr, bg_argv
+
+
+def find_ringhttp_static(env, server):
+    """Starts ringhttp once with --root and finds where it serves the docroot's files; sets
+    server.static_prefix, or leaves it None with the reason (then static rows are n/a)."""
+    if not server.has_root:
+        server.na_note = "ringhttp has no --root option"
+        return
+    size = servers.STATIC["4k.bin"]
+    with Running(env, server) as srv:
+        tried = []
+        for prefix in ("/", "/static/", "/files/"):
+            status = load.probe(srv.url(prefix + "4k.bin"))
+            tried.append(f"{prefix}4k.bin -> {status or 'no answer'}")
+            if status == 200:
+                try:
+                    load.check_answer(srv.url(prefix + "4k.bin"), env.files["4k.bin"], None)
+                except load.CheckFailed as e:
+                    tried[-1] += f" ({e})"
+                    continue
+                server.static_prefix = prefix
+                return
+    server.na_note = (f"--root does not serve files yet ({', '.join(tried)}; "
+                      f"{size}-byte file in the root)")
