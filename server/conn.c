@@ -322,7 +322,15 @@ static void conn_on_drained(struct rh_conn *c)
     if (c->req)
         return; /* a streaming response or a handler still running (even if it closes) */
     if (c->flags & C_CLOSE_AFTER_SEND) {
-        enter_linger(c);
+        /* Linger (shut write, drain input briefly) only when the client may still be
+         * sending: closing with unread data makes the kernel reset the connection, which
+         * can destroy the answer before the client reads it. Otherwise close at once. */
+        bool unread = (c->flags & C_LINGER_NEEDED) || c->in_off != c->in_len ||
+                      c->held_head != RH_NO_BUF;
+        if (unread)
+            enter_linger(c);
+        else
+            conn_close(c);
         return;
     }
     if ((c->flags & C_PEER_EOF) && c->in_off == c->in_len) {
@@ -414,6 +422,7 @@ void conn_fail(struct rh_conn *c, int status)
     struct rh_req *r = c->req;
     if (!r)
         r = c->req = req_acquire(c->w, c);
+    c->flags |= C_LINGER_NEEDED;
     if ((r->flags & R_RESP_STARTED) || resp_error(r, status) < 0) {
         conn_close(c); /* mid-response: nothing valid can follow */
         return;

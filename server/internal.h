@@ -80,6 +80,7 @@ enum rh_conn_flag {
     C_DIRTY = 1u << 8,          /* on the worker's flush list */
     C_WANT_RECV = 1u << 9,      /* re-arm recv at the next flush */
     C_FILE_INFLIGHT = 1u << 10, /* static.c: a file body op outstanding; close waits for it */
+    C_LINGER_NEEDED = 1u << 11, /* failed mid-input: the client may still be sending */
 };
 
 struct rh_conn {
