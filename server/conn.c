@@ -496,6 +496,11 @@ void conn_close(struct rh_conn *c)
     drop_held(c);
     if (c->flags & (C_RECV_ARMED | C_SEND_INFLIGHT | C_FILE_INFLIGHT))
         cancel_ops(c);
+    /* A multishot recv fills only provided buffers, which the kernel owns: its last
+     * completion may come after the slot is freed, where the generation check ignores it
+     * and recycles its buffer. So only a send or file op (reading our memory) is waited
+     * for; the cancel and the close go out in the same submit. */
+    c->flags &= ~C_RECV_ARMED;
     conn_finish_close(c);
 }
 

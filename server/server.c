@@ -98,6 +98,11 @@ static int open_listener(const rh_config *cfg, uint16_t port)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* inherited by accept */
+        /* Accept once the request's first bytes are in: the recv armed on the new
+         * connection then completes at once instead of costing another wake-up. A client
+         * that connects and says nothing is still accepted after a few seconds. */
+        int defer_s = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s));
         if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 4096) < 0)
             ret = -errno;
     }
