@@ -191,6 +191,11 @@ static void begin_drain(struct rh_worker *w)
         io_uring_prep_cancel64(sqe, rh_ud_make(RH_OP_ACCEPT, 0, 0), 0);
         io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_IGNORE, 0, 0));
         w->loop.inflight++;
+        /* Closed now, not at exit: new clients are refused at once (and may retry
+         * elsewhere) instead of waiting in the backlog to be reset when the ring ends.
+         * The accept op holds its own reference until the cancel lands. */
+        close(w->listen_fd);
+        w->listen_fd = -1;
     }
     worker_close_all(w, true);
 }

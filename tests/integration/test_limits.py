@@ -117,6 +117,12 @@ def test_drain_finishes_pool_work_then_exits_0():
     srv.send_signal(signal.SIGTERM)
     idle.settimeout(2)
     check(idle.recv(1) == b"", "idle keep-alive connection closed by the drain")
+    refused = False
+    try:
+        H.connect(srv.port, timeout=1).close()
+    except ConnectionRefusedError:
+        refused = True
+    check(refused, "new connections are refused once the drain began (not left to be reset)")
     t1.join(10)
     eq(results[0].status, 200, "in-flight pool request finished during the drain")
     eq(results[0].body, b"slept 400", "its body")
