@@ -54,6 +54,8 @@ typedef struct rh_config {
     unsigned ring_entries;      /* SQ size; default 1024 */
     unsigned recv_buffers;      /* provided buffers per ring; default 1024 */
     unsigned recv_buffer_size;  /* default 4096 */
+    bool no_defer_accept;       /* accept before the first bytes arrive (TCP_DEFER_ACCEPT
+                                 * is on by default: fewer wake-ups per connection) */
     unsigned batch_wait_us;     /* under load, gather completions up to this long per
                                  * wake-up (kernel 6.12+; 0: off, the default) */
     const char *access_log;     /* a file path, "-" for stdout, NULL or "off": none */

@@ -142,6 +142,23 @@ static void conn_arm_timer(struct rh_conn *c, unsigned ms)
     rh_loop_timer_arm(&c->w->loop, &c->timer, ms);
 }
 
+void conn_arm_phase_deadline(struct rh_conn *c, unsigned ms)
+{
+    c->phase_deadline_ms = c->w->loop.now_ms + ms;
+    if (!(c->flags & C_SEND_INFLIGHT)) /* else the write timeout runs; restored after */
+        rh_timer_arm(&c->w->loop.wheel, &c->timer, c->phase_deadline_ms);
+}
+
+/* After a send: the head or body being read keeps its own deadline (regression: a
+ * pipelined partial head was left with none, a slow-loris hole). */
+static void restore_phase_timer(struct rh_conn *c)
+{
+    if (c->phase == PH_HEAD || c->phase == PH_BODY)
+        rh_timer_arm(&c->w->loop.wheel, &c->timer, c->phase_deadline_ms);
+    else
+        rh_timer_cancel(&c->w->loop.wheel, &c->timer);
+}
+
 static void conn_on_timer(struct rh_timer *t)
 {
     struct rh_conn *c = (struct rh_conn *)((char *)t - offsetof(struct rh_conn, timer));
@@ -265,7 +282,7 @@ static void on_recv(struct rh_loop *loop, const struct io_uring_cqe *cqe)
         return;
     }
     if (c->phase == PH_BODY && cqe->res > 0)
-        conn_arm_timer(c, w->srv->cfg.body_timeout_ms);
+        conn_arm_phase_deadline(c, w->srv->cfg.body_timeout_ms);
     conn_process(c);
     if (final && !(c->flags & (C_CLOSING | C_PEER_EOF | C_READ_STOPPED)))
         conn_mark_dirty(c), c->flags |= C_WANT_RECV; /* ENOBUFS or a spent multishot */
@@ -364,7 +381,7 @@ static void on_send(struct rh_loop *loop, const struct io_uring_cqe *cqe)
         return;
     }
     c->wbuf.len = c->wbuf.sent = 0;
-    rh_timer_cancel(&loop->wheel, &c->timer);
+    restore_phase_timer(c);
     if (c->pbuf.len) {
         conn_flush(c);
         return;
@@ -392,6 +409,11 @@ void worker_flush(struct rh_loop *loop)
         struct rh_conn *c = w->dirty;
         w->dirty = c->dirty_next;
         c->flags &= ~C_DIRTY;
+        if (c->flags & C_FREE_PENDING) {
+            c->flags &= ~C_FREE_PENDING;
+            w->free_idx[w->free_top++] = c->idx;
+            continue;
+        }
         if (c->flags & C_CLOSING)
             continue;
         if ((c->flags & C_WANT_RECV) && !(c->flags & C_RECV_ARMED))
@@ -484,7 +506,7 @@ static void conn_open(struct rh_worker *w, int fd)
     stat_add(&w->stats.accepted, 1);
     atomic_store_explicit(&w->stats.open_conns, w->open_conns, memory_order_relaxed);
     arm_recv(c);
-    conn_arm_timer(c, w->srv->cfg.header_timeout_ms);
+    conn_arm_phase_deadline(c, w->srv->cfg.header_timeout_ms); /* the first request's head */
 }
 
 void conn_close(struct rh_conn *c)
@@ -533,8 +555,14 @@ void conn_finish_close(struct rh_conn *c)
     obuf_release(w, &c->pbuf);
     c->in = NULL;
     c->fd = -1;
-    assert(w->free_top < w->srv->cfg.max_conns);
-    w->free_idx[w->free_top++] = c->idx;
+    if (c->flags & C_DIRTY) {
+        /* Still linked on the flush list: reusing the slot now would cut the list behind
+         * it (conn_open clears dirty_next). worker_flush frees it when it gets there. */
+        c->flags |= C_FREE_PENDING;
+    } else {
+        assert(w->free_top < w->srv->cfg.max_conns);
+        w->free_idx[w->free_top++] = c->idx;
+    }
     w->open_conns--;
     atomic_store_explicit(&w->stats.open_conns, w->open_conns, memory_order_relaxed);
 }

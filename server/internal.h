@@ -81,6 +81,7 @@ enum rh_conn_flag {
     C_WANT_RECV = 1u << 9,      /* re-arm recv at the next flush */
     C_FILE_INFLIGHT = 1u << 10, /* static.c: a file body op outstanding; close waits for it */
     C_LINGER_NEEDED = 1u << 11, /* failed mid-input: the client may still be sending */
+    C_FREE_PENDING = 1u << 12,  /* closed while on the flush list: freed when popped */
 };
 
 struct rh_conn {
@@ -99,7 +100,8 @@ struct rh_conn {
     struct rh_obuf wbuf; /* being sent (the kernel's while C_SEND_INFLIGHT) */
     struct rh_obuf pbuf; /* being filled by responses */
 
-    struct rh_timer timer;
+    struct rh_timer timer;       /* the phase's deadline, or the write timeout meanwhile */
+    uint64_t phase_deadline_ms;  /* head or body deadline, restored after a send */
     struct rh_conn *dirty_next;
     uint32_t requests; /* served on this connection */
     char peer[INET6_ADDRSTRLEN]; /* filled on first use (access log), one getpeername */
@@ -272,6 +274,9 @@ static inline bool conn_live(const struct rh_conn *c) { return c->gen != 0 && c-
 /* conn.c */
 void conn_register_ops(struct rh_loop *loop);
 void conn_mark_dirty(struct rh_conn *c);
+/* Arms the head or body deadline (ms from now); a send's write timeout stands in for it
+ * while the send is out, and the deadline is restored, not extended, when it completes. */
+void conn_arm_phase_deadline(struct rh_conn *c, unsigned ms);
 void conn_request_done(struct rh_conn *c); /* the current request ended: resume input */
 void conn_process(struct rh_conn *c);
 /* Bytes in, as a recv delivers them: appends and processes. false if they do not fit now

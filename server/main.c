@@ -31,6 +31,7 @@ static void usage(FILE *out)
             "  --recv-buffers N     provided recv buffers per ring, a power of two (1024)\n"
             "  --recv-buffer-size B bytes each (default 4096)\n"
             "  --batch-wait-us N    gather completions up to N us per wake-up (default 0)\n"
+            "  --no-defer-accept    accept before a connection's first bytes arrive\n"
             "  --pool-threads N     blocking-task pool threads (default 2x CPUs, >= 4)\n"
             "  --pool-queue N       pool queue bound; past it 503 (default 1024)\n"
             "  --pool-timeout MS    deadline of a pool task (default 0: none)\n"
@@ -47,7 +48,7 @@ enum {
     OPT_MAX_CONNS, OPT_HEADER_TO, OPT_BODY_TO, OPT_IDLE_TO, OPT_WRITE_TO, OPT_DRAIN_TO,
     OPT_QUIET, OPT_HELP, OPT_VERSION, OPT_ACCESS_LOG, OPT_REQUEST_ID, OPT_NO_REQUEST_ID,
     OPT_POOL_THREADS, OPT_POOL_QUEUE, OPT_POOL_TIMEOUT, OPT_NOOP_MW, OPT_RECV_BUFS,
-    OPT_RECV_BUF_SIZE, OPT_BATCH_WAIT, OPT_CACHE_CONTROL, OPT_SPLICE_MIN,
+    OPT_RECV_BUF_SIZE, OPT_BATCH_WAIT, OPT_NO_DEFER, OPT_CACHE_CONTROL, OPT_SPLICE_MIN,
 };
 
 static const struct option options[] = {
@@ -70,6 +71,7 @@ static const struct option options[] = {
     {"noop-middleware", required_argument, 0, OPT_NOOP_MW},
     {"recv-buffers", required_argument, 0, OPT_RECV_BUFS},
     {"batch-wait-us", required_argument, 0, OPT_BATCH_WAIT},
+    {"no-defer-accept", no_argument, 0, OPT_NO_DEFER},
     {"recv-buffer-size", required_argument, 0, OPT_RECV_BUF_SIZE},
     {"pool-queue", required_argument, 0, OPT_POOL_QUEUE},
     {"pool-timeout", required_argument, 0, OPT_POOL_TIMEOUT},
@@ -109,6 +111,7 @@ static int apply_option(struct cli *cli, int opt, const char *arg)
     case OPT_ROOT: cli->root = arg; return 0;
     case OPT_CACHE_CONTROL: cli->files.cache_control = arg; return 0;
     case OPT_QUIET: c->quiet = true; return 0;
+    case OPT_NO_DEFER: c->no_defer_accept = true; return 0;
     case OPT_ACCESS_LOG: c->access_log = arg; return 0;
     case OPT_REQUEST_ID: cli->no_request_id = false; return 0;
     case OPT_NO_REQUEST_ID: cli->no_request_id = true; return 0;

@@ -39,7 +39,7 @@ static int on_message_begin(llhttp_t *p)
         c->req = req_acquire(c->w, c);
     c->phase = PH_HEAD;
     if (c->requests > 0) /* first request: the accept armed the header timer already */
-        rh_loop_timer_arm(&c->w->loop, &c->timer, c->w->srv->cfg.header_timeout_ms);
+        conn_arm_phase_deadline(c, c->w->srv->cfg.header_timeout_ms);
     return 0;
 }
 
@@ -231,7 +231,7 @@ static int on_headers_complete(llhttp_t *p)
     bool has_body = (r->flags & R_CHUNKED) || r->content_length > 0;
     if (has_body) {
         c->phase = PH_BODY;
-        rh_loop_timer_arm(&c->w->loop, &c->timer, c->w->srv->cfg.body_timeout_ms);
+        conn_arm_phase_deadline(c, c->w->srv->cfg.body_timeout_ms);
         if ((r->flags & R_EXPECT_CONTINUE) && r->http_minor == 1)
             send_continue(c);
     }

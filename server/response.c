@@ -298,8 +298,8 @@ int resp_head_only(struct rh_req *r, int status, const char *ctype, uint64_t bod
 
 int rh_respond(rh_req *r, int status, const char *ctype, const void *body, size_t len)
 {
-    if (status < 100 || status > 999)
-        return -EINVAL;
+    if (status < 200 || status > 999)
+        return -EINVAL; /* a 1xx is never a final answer: the client would wait for more */
     if (r->lent) /* on a pool thread: the ring sends it when the task comes back */
         return offload_capture(r, status, ctype, body, len);
     if (r->flags & R_RESP_STARTED)

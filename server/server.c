@@ -102,7 +102,8 @@ static int open_listener(const rh_config *cfg, uint16_t port)
          * connection then completes at once instead of costing another wake-up. A client
          * that connects and says nothing is still accepted after a few seconds. */
         int defer_s = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s));
+        if (!cfg->no_defer_accept)
+            setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s));
         if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 4096) < 0)
             ret = -errno;
     }
