@@ -144,7 +144,8 @@ void req_dispatch(struct rh_req *r)
     struct rh_conn *c = r->conn;
     c->phase = PH_HANDLER;
     c->flags |= C_PAUSED;
-    rh_timer_cancel(&r->w->loop.wheel, &c->timer);
+    if (!(c->flags & C_SEND_INFLIGHT)) /* the head's deadline ends; a write timeout does not */
+        rh_timer_cancel(&r->w->loop.wheel, &c->timer);
     struct rh_ctx *prev = req_enter(r);
     mw_continue(r);
     req_leave(r, prev);
