@@ -216,7 +216,8 @@ int rh_metrics_route(rh_server *srv, const char *path);
  * HEAD); exact routes still win over the mount. Safe by construction: the path is
  * percent-decoded (400 for a bad escape or a NUL) and normalised (400 for ".." above the
  * root), then opened through the ring with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
- * relative to a directory fd of root_dir, so no path and no symlink leaves it (403).
+ * relative to a directory fd of root_dir, so no path and no symlink leaves it (403; relative
+ * symlinks that stay beneath the root are followed, absolute ones are refused).
  * Names starting with '.' are 404 unless serve_hidden (".well-known" is always served).
  * Only regular files are served (403 for FIFOs, devices, sockets); error pages never show a
  * file system path.
@@ -226,9 +227,12 @@ int rh_metrics_route(rh_server *srv, const char *path);
  * with the size in Content-Range when unsatisfiable; several ranges get the whole file, 200:
  * no multipart/byteranges), index.html for "/dir/" (403 without one), a 301 from "/dir"
  * to "/dir/". Cache-Control only if configured (default: none).
- * Each ring keeps an LRU cache of open files (fd + statx), re-checked with a statx by path
- * at most once per cache_valid_ms: a file replaced or changed is reopened after at most that
- * long. Bodies go from the file to the socket through the ring, paced by the socket (a slow
+ * Each ring keeps an LRU cache of open files (fd + statx, and the bytes of files up to 16
+ * KiB), re-checked with a statx by path at most once per cache_valid_ms: a file replaced or
+ * changed is reopened after at most that long. Until then a file replaced by rename (a
+ * deploy) is served whole in its old version; one rewritten in place may be served mixed,
+ * as with nginx's open_file_cache, except files up to 16 KiB, whose change of size is caught
+ * at once. Bodies go from the file to the socket through the ring, paced by the socket (a slow
  * reader holds one buffer or one pipe, never the file). A body spliced to a socket whose
  * peer has gone raises SIGPIPE (splice cannot take MSG_NOSIGNAL): rh_static_route sets
  * SIGPIPE to SIG_IGN if it was SIG_DFL. Before start. -EINVAL (bad prefix or option),
@@ -240,7 +244,8 @@ typedef struct rh_static_options {
     bool serve_hidden;         /* serve names starting with '.' (default: 404) */
     unsigned cache_entries;    /* open files cached per ring; 0: 256 */
     unsigned cache_valid_ms;   /* re-check a cached file after this long; 0: 1000 */
-    uint64_t splice_min;       /* bodies this long or longer are spliced; 0: the default */
+    uint64_t splice_min;       /* bodies this long or longer are spliced (file -> pipe ->
+                                * socket), shorter ones read and sent; 0: 32 KiB */
 } rh_static_options;
 void rh_static_options_init(rh_static_options *opt); /* all zero: the defaults above */
 int rh_static_route(rh_server *srv, const char *prefix, const char *root_dir,

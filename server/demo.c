@@ -158,10 +158,11 @@ void demo_cleanup(void)
         unlink(db_path);
 }
 
-int demo_routes_add(rh_server *srv)
+int demo_routes_add(rh_server *srv, bool with_index)
 {
     int ret = 0;
-    ret = ret ? ret : rh_route(srv, "GET", "/", on_index, NULL);
+    if (with_index)
+        ret = rh_route(srv, "GET", "/", on_index, NULL);
     ret = ret ? ret : rh_route(srv, "GET", "/plaintext", on_plaintext, NULL);
     ret = ret ? ret : rh_route(srv, "GET", "/json", on_json, NULL);
     ret = ret ? ret : rh_route(srv, "POST", "/echo", on_echo, NULL);

@@ -19,7 +19,7 @@ static void usage(FILE *out)
             "  --threads N          rings, one thread each (default: online CPUs)\n"
             "  --root DIR           serve the files under DIR at / (GET, HEAD)\n"
             "  --cache-control VAL  Cache-Control of those files (default: none)\n"
-            "  --splice-min BYTES   splice file bodies this long or longer (default: never)\n"
+            "  --splice-min BYTES   splice file bodies this long or longer (default 32768)\n"
             "  --max-body BYTES     largest request body (default 1048576)\n"
             "  --max-header BYTES   largest request head (default 8192)\n"
             "  --max-conns N        connections per ring (default 16384)\n"
@@ -166,29 +166,16 @@ static int add_noop_middleware(rh_server *srv, unsigned n)
     return ret;
 }
 
-/* With --root, "/" is the site's own index page. The demo's exact "/" route would win over
- * the prefix mount at "/", so this middleware hands "/" to the mount before routing. */
-static rh_mw_result root_index_before(rh_req *req, void *udata)
-{
-    rh_str path = rh_req_path(req);
-    if (path.len != 1 || path.ptr[0] != '/')
-        return RH_MW_NEXT;
-    rh_static_serve(req, "/");
-    return RH_MW_SUSPEND; /* answered now or later from the ring: the chain stops here */
-}
-
-/* --root DIR: DIR at "/" beneath the demo routes (exact routes win), "/" included. */
+/* --root DIR: DIR at "/" beneath the demo routes (exact routes win); "/" itself is the
+ * site's index page (the demo leaves "/" out when there is a root). */
 static int mount_root(rh_server *srv, struct cli *cli)
 {
     if (!cli->root)
         return 0;
     int ret = rh_static_route(srv, "/", cli->root, &cli->files);
-    if (ret < 0) {
+    if (ret < 0)
         fprintf(stderr, "ringhttp: cannot serve --root %s: %s\n", cli->root, strerror(-ret));
-        return ret;
-    }
-    rh_middleware mw = {.name = "root-index", .before = root_index_before};
-    return rh_use(srv, &mw);
+    return ret;
 }
 
 /* 0 to run, 1 to exit 0 (help/version), -1 to exit 2. */
@@ -259,7 +246,7 @@ int main(int argc, char **argv)
     if (ret == 0)
         ret = add_noop_middleware(srv, cli.noop_middleware);
     if (ret == 0)
-        ret = demo_routes_add(srv);
+        ret = demo_routes_add(srv, cli.root == NULL);
     if (ret == 0)
         ret = rh_metrics_route(srv, "/metrics");
     if (ret == 0)

@@ -7,16 +7,32 @@
  *   cache hit, older: STATX by path; same dev/ino/size/mtime ....... serve (else: miss)
  *   miss: OPENAT2 beneath the root -> STATX of the fd -> cache ...... serve
  *   serve: conditionals (304/412), Range (206/416), the head, then the body:
- *     <= COPY_MAX bytes: READ into a block, then head + body in one send (one copy)
- *     else: the head goes out, then chunks through our own ops on the socket, read/send
- *           (READ -> SEND) or splice (file -> pipe -> socket), each issued only when the
- *           previous one completed, so the socket's progress paces the file (back-pressure:
- *           a slow reader holds one chunk buffer or one pipe, never more).
+ *     <= COPY_MAX bytes: from the entry's memory if held, else READ (one byte past the end,
+ *           to catch a file rewritten in place) and keep it; head and body in one send
+ *     <  splice_min: the head, then READ -> SEND of CHUNK_SIZE pieces (read/send)
+ *     else: the head, then SPLICE file -> pipe linked to SPLICE pipe -> socket (a
+ *           non-blocking socket: a full one returns, and POLL_ADD waits for room)
+ *   Each body op is issued only when the previous one completed, so the socket's progress
+ *   paces the file (back-pressure: a slow reader holds one chunk buffer or one pipe).
  *
- * Which body path for which size, measured on this machine (2 vCPU VM, kernel 6.18, loopback,
- * ringhttp --threads 1 on CPU 0, wrk -t1 -c50 -d5s on CPU 1, same files and run as nginx):
- *   4 KiB:  copy (READ + one send)   see STATIC_MEASURED below
- *   1 MiB:  read/send vs splice      see STATIC_MEASURED below
+ * Which path for which size was measured (2 vCPU VM, kernel 6.18, loopback; ringhttp
+ * --threads 1 --no-request-id on CPU 0, wrk -t1 -c50 -d5s on CPU 1; server CPU from
+ * /proc/PID/stat, io-wq workers included; medians of 2-4 runs, noisy to +-20%):
+ *   4 KiB    copy (READ once, then memory)  170k req/s  5.1 us/req
+ *            copy, READ every time           95k req/s  9.3 us/req (before the memory copy)
+ *            splice                          72-99k     9.9-13.4 us/req
+ *   16 KiB+1 read/send 75k req/s 12.1 us;  splice 66k 14.1 us
+ *   24-32 KiB even (within noise)
+ *   64 KiB   read/send 39k 24.7 us;        splice 46k 19.9 us
+ *   256 KiB  read/send 13k 70 us;          splice 17k 46 us
+ *   1 MiB    read/send 3.1-3.5 GB/s 284-317 us;  splice 5.0-5.7 GB/s 175-200 us
+ * hence COPY_MAX 16 KiB, splice from 32 KiB. Pipe size for 1 MiB: 64 KiB 3.6 GB/s 270 us,
+ * 128 KiB 3.7-4.0 GB/s 250 us, 256 KiB 3.0-4.7 GB/s, 1 MiB 1.9-2.9 GB/s 85-110 us: big
+ * pipes fill the socket buffer and leave the sending to the receiver's ACKs (softirq on the
+ * client's CPU; less CPU here, more in total and less throughput), so the default 64 KiB.
+ * nginx 1.22 in the same runs (sendfile on, 1 worker): 4 KiB 114-117k req/s 8.5 us
+ * (open_file_cache: 139-143k, 7.0 us); 1 MiB 2.6-2.9 GB/s 320-360 us (open_file_cache:
+ * either 3.0 GB/s 300 us or 7.0 GB/s 111 us, bimodal).
  *
  * Safety: every open is openat2(root_fd, path, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS [|
  * RESOLVE_NO_SYMLINKS]) of a path already percent-decoded and normalised (static_http.c),
@@ -49,12 +65,14 @@
 #endif
 
 #define STATIC_PATH_MAX 4352u      /* a max_uri path plus the index name */
-#define COPY_MAX (RH_OUT_BLOCK - 1024u) /* head + body fit one recycled output block */
-#define CHUNK_SIZE (256u * 1024u)  /* read/send: one buffer per transfer */
-#define PIPE_SIZE (1024u * 1024u)  /* splice: asked of F_SETPIPE_SZ (pipe-max-size permitting) */
+#define COPY_MAX (16u * 1024u)     /* read whole, sent with the head, kept with the entry */
+#define CHUNK_SIZE (64u * 1024u)   /* read/send: one buffer per transfer */
+#ifndef PIPE_SIZE /* splice: asked of F_SETPIPE_SZ (pipe-max-size permitting) */
+#define PIPE_SIZE (64u * 1024u)
+#endif
 #define SPARE_PIPES 16u
 #define SPARE_CHUNKS 4u
-#define DEFAULT_SPLICE_MIN UINT64_MAX /* see the measurements above */
+#define DEFAULT_SPLICE_MIN (32u * 1024u) /* the measurements above */
 
 struct static_mount {
     struct static_mount *next;
@@ -88,10 +106,11 @@ struct fentry {
     int64_t mtime;
     uint32_t mtime_nsec;
     const char *ctype;
-    char etag[56];
+    char *data; /* the whole file, for files of at most COPY_MAX bytes once read (mi_malloc) */
+    char etag[56]; /* '"' ino '-' size '-' mtime_ns '"' in hex: at most 52 */
     uint8_t etag_len;
     uint16_t hdrs_len;
-    char hdrs[112]; /* "Last-Modified: ...\r\nETag: ...\r\nAccept-Ranges: bytes\r\n" */
+    char hdrs[128]; /* "Last-Modified: <29>\r\nETag: <etag>\r\nAccept-Ranges: bytes\r\n" */
     uint32_t path_len;
     char path[]; /* the key: the normalised relative path */
 };
@@ -112,7 +131,7 @@ struct static_xfer {
     int fd;           /* opened by us, not (yet) the cache's; -1 */
     unsigned inflight;
     enum body_mode mode;
-    bool dir, index_try, want_poll, failed;
+    bool dir, index_try, want_poll, failed, retried;
     int status;       /* of the response being prepared */
     const char *ctype;
     uint64_t off, left; /* the body: next file offset, bytes not yet taken from the file */
@@ -140,7 +159,7 @@ struct static_ring {
     unsigned nbuckets, count, cap;
     struct fentry *lru_first, *lru_last;
     struct static_xfer **xfers; /* by index, for user_data */
-    uint32_t nxfers;
+    uint32_t nxfers, xcap;
     struct static_xfer *free_xfers;
     struct spare_pipe pipes[SPARE_PIPES];
     unsigned npipes;
@@ -150,6 +169,8 @@ struct static_ring {
 };
 
 static_assert(sizeof(((struct static_xfer *)0)->path) >= 4096 + 256, "path room");
+static_assert(sizeof(((struct fentry *)0)->etag) >= 3 * 16 + 4, "etag room");
+static_assert(sizeof(((struct fentry *)0)->hdrs) >= 15 + 29 + 8 + 52 + 24, "header room");
 
 /* ---- small helpers ---- */
 
@@ -234,6 +255,7 @@ static void lru_push_front(struct static_ring *sr, struct fentry *e)
 static void entry_free(struct static_ring *sr, struct fentry *e)
 {
     ring_close(sr, e->fd);
+    mi_free(e->data);
     mi_free(e);
 }
 
@@ -341,10 +363,14 @@ static struct static_xfer *xfer_new(struct static_ring *sr, struct rh_req *r,
     if (x) {
         sr->free_xfers = x->next_free;
     } else {
-        struct static_xfer **tab = mi_realloc(sr->xfers, sizeof(*tab) * (sr->nxfers + 1));
-        if (!tab)
-            return NULL;
-        sr->xfers = tab;
+        if (sr->nxfers == sr->xcap) {
+            uint32_t cap = sr->xcap ? 2 * sr->xcap : 64;
+            struct static_xfer **tab = mi_realloc(sr->xfers, sizeof(*tab) * cap);
+            if (!tab)
+                return NULL;
+            sr->xfers = tab;
+            sr->xcap = cap;
+        }
         x = mi_zalloc(sizeof(*x)); /* owner: the ring's free list, from the first use on */
         if (!x)
             return NULL;
@@ -639,11 +665,11 @@ static void serve(struct static_xfer *x)
     }
     x->status = status ? status : 200;
     x->ctype = e->ctype;
-    if ((r->flags & R_HEAD) || len == 0) {
-        const char *ctype = x->ctype;
-        int st = x->status;
+    if ((r->flags & R_HEAD) || len == 0 || e->data) {
+        /* HEAD: Content-Length, no body. A small file already in memory: no op on the ring
+         * at all (rh_respond copies the bytes before the entry's reference goes). */
+        rh_respond(r, x->status, x->ctype, e->data ? e->data + first : NULL, len);
         xfer_free(x);
-        rh_respond(r, st, ctype, NULL, len); /* HEAD: Content-Length, no body */
         return;
     }
     body_start(x, first, len);
@@ -668,16 +694,18 @@ static void body_start(struct static_xfer *x, uint64_t first, uint64_t len)
     x->off = first;
     x->left = len;
     if (len <= COPY_MAX && len < x->m->splice_min) {
-        /* Small: read first, then head and body go out in one send (a short read, a file
-         * changed under us, can then still be answered cleanly). */
-        char *buf = obuf_reserve(sr->w, &x->block, len);
+        /* Small: read first, then head and body go out in one send. Reading to the end asks
+         * one byte more: a file rewritten in place since its statx (longer or shorter) is
+         * then caught here, before any byte is sent, and opened afresh (copy_done). */
+        uint32_t want = (uint32_t)len + (first + len == x->e->size);
+        char *buf = obuf_reserve(sr->w, &x->block, want);
         if (!buf) {
             xfer_fail(x, 503);
             return;
         }
         x->mode = M_COPY;
         struct io_uring_sqe *sqe = xfer_sqe(x);
-        io_uring_prep_read(sqe, x->e->fd, buf, (unsigned)len, first);
+        io_uring_prep_read(sqe, x->e->fd, buf, want, first);
         xfer_submit(x, sqe, K_READ);
         return;
     }
@@ -692,15 +720,46 @@ static void body_start(struct static_xfer *x, uint64_t first, uint64_t len)
     r->file = x; /* conn.c calls static_body_pump once the head has drained */
 }
 
+/* The entry no longer describes the file (it changed in place since its last statx): drop
+ * it and start over from the open, once; a file rewritten without pause gets a 503. */
+static void reopen_stale(struct static_xfer *x)
+{
+    struct static_ring *sr = x->sr;
+    struct fentry *e = x->e;
+    if (x->retried) {
+        xfer_fail(x, 503);
+        return;
+    }
+    cache_unlink(sr, e);
+    x->e = NULL;
+    entry_put(sr, e);
+    obuf_release(sr->w, &x->block);
+    x->req->xhdr_len = x->xhdr_mark; /* serve() added the stale validators */
+    x->mode = M_NONE;
+    x->retried = true;
+    submit_open(x, x->path, K_OPEN, 0);
+}
+
 static void copy_done(struct static_xfer *x, int res)
 {
     struct rh_req *r = x->req;
     struct rh_worker *w = r->w;
-    if ((uint64_t)res != x->left) { /* the file shrank (or failed) since its statx */
-        if (x->e->linked)
-            cache_unlink(x->sr, x->e);
-        xfer_fail(x, res < 0 ? status_of_errno(res) : 503);
+    if (res < 0) {
+        xfer_fail(x, status_of_errno(res));
         return;
+    }
+    if ((uint64_t)res != x->left) { /* shorter, or the byte past the end exists: longer */
+        reopen_stale(x);
+        return;
+    }
+    struct fentry *e = x->e;
+    if (x->off == 0 && x->left == e->size && !e->data && e->linked) {
+        /* The whole file, read to its end: keep it with the entry, so the next requests
+         * for it cost no op at all. At most cache_entries * COPY_MAX bytes per ring; it
+         * goes with the entry when a revalidation finds the file changed. */
+        e->data = mi_malloc(e->size); /* owner: the entry */
+        if (e->data)
+            memcpy(e->data, x->block.data, e->size);
     }
     int status = x->status;
     const char *ctype = x->ctype;
@@ -852,7 +911,7 @@ static void on_streaming(struct static_xfer *x, enum step_kind k, int res)
         } else if (res == -EAGAIN) {
             x->want_poll = true;
         } else if (res != -ECANCELED) {
-            x->failed = true;
+            x->failed = true; /* 0 too: the pipe was empty, our count is wrong: stop */
         }
         break;
     case K_POLL:
@@ -936,7 +995,6 @@ static void on_stat(struct static_xfer *x, int res)
 static void on_checked(struct static_xfer *x, int res)
 {
     struct fentry *e = x->e;
-    e->revalidating = false;
     if (res == 0 && same_file(e, &x->stx)) {
         e->checked_ms = x->sr->w->loop.now_ms;
         serve(x);
@@ -974,6 +1032,8 @@ static void on_file_cqe(struct rh_loop *loop, const struct io_uring_cqe *cqe)
     }
     if ((k == K_OPEN || k == K_PROBE) && cqe->res >= 0 && !r->conn)
         x->fd = cqe->res; /* an orphan's new fd: closed by xfer_free in orphaned() */
+    if (k == K_CHECK)
+        x->e->revalidating = false; /* whoever asked, the next stale hit may ask again */
     if (orphaned(x))
         return;
     struct rh_ctx *prev = req_enter(r); /* middleware after-hooks run from here */
