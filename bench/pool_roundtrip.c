@@ -14,6 +14,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "bench/bench_common.h"
 #include "pool/pool.h"
 
 struct params {
@@ -167,35 +168,15 @@ static void *bench_main(void *arg)
 
 static void print_machine(const struct params *p)
 {
-    char model[128] = "unknown CPU";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    char line[256];
-    while (f && fgets(line, sizeof(line), f)) {
-        char *colon = strchr(line, ':');
-        if (strncmp(line, "model name", 10) == 0 && colon) {
-            snprintf(model, sizeof(model), "%s", colon + 2);
-            model[strcspn(model, "\n")] = 0;
-            break;
-        }
-    }
-    if (f)
-        fclose(f);
-    struct utsname u;
-    uname(&u);
-    printf("machine: %ld CPUs online (nproc), %s, Linux %s\n", sysconf(_SC_NPROCESSORS_ONLN),
-           model, u.release);
-#ifdef NDEBUG
-    const char *build = "optimised, assertions off";
-#else
-    const char *build = "assertions on (Debug?)";
-#endif
-    printf("build: %s%s; pool: %u worker threads, queue %u; one lane, queue %u\n", build,
+    bench_print_machine();
+    printf("pool: %u worker threads, queue %u; one lane, queue %u%s\n", p->threads, QUEUE_CAP,
+           QUEUE_CAP,
 #ifdef RH_TSAN
-           ", TSan",
+           " (TSan build)"
 #else
-           "",
+           ""
 #endif
-           p->threads, QUEUE_CAP, QUEUE_CAP);
+    );
 }
 
 static unsigned arg_or(int argc, char **argv, int i, unsigned dflt)
