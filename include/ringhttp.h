@@ -90,6 +90,8 @@ int rh_server_run(rh_server *srv);
 void rh_server_stop(rh_server *srv);
 /* Reopens the access log file (after rotation; the binary does it on SIGHUP). Any thread. */
 int rh_server_reopen_logs(rh_server *srv);
+/* The number of rings (threads) serving, valid after rh_server_start. */
+unsigned rh_server_threads(const rh_server *srv);
 /* The bound port (useful with port 0), valid after rh_server_start. */
 uint16_t rh_server_port(const rh_server *srv);
 

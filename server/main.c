@@ -261,7 +261,7 @@ int main(int argc, char **argv)
     }
     if (!cli.cfg.quiet) {
         printf("ringhttp %s listening on http://%s:%u/ (%u threads)\n", RH_VERSION,
-               cli.cfg.host, rh_server_port(srv), cli.cfg.threads ? cli.cfg.threads : 0);
+               cli.cfg.host, rh_server_port(srv), rh_server_threads(srv));
         fflush(stdout);
     }
     int sig = 0;

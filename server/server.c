@@ -374,6 +374,8 @@ int rh_server_run(rh_server *srv)
 
 uint16_t rh_server_port(const rh_server *srv) { return srv->bound_port; }
 
+unsigned rh_server_threads(const rh_server *srv) { return srv->nworkers; }
+
 void rh_server_free(rh_server *srv)
 {
     if (!srv)
