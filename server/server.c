@@ -149,6 +149,16 @@ static int worker_alloc(struct rh_worker *w)
     return 0;
 }
 
+/* A free list of buffer blocks, linked through their first word. */
+static void free_blocks(char **head)
+{
+    while (*head) {
+        char *b = *head;
+        *head = *(char **)b;
+        mi_free(b);
+    }
+}
+
 static void worker_free_mem(struct rh_worker *w)
 {
     if (w->conns)
@@ -161,16 +171,8 @@ static void worker_free_mem(struct rh_worker *w)
         w->free_reqs = r->next_free;
         mi_free(r);
     }
-    while (w->free_in) {
-        char *b = w->free_in;
-        w->free_in = *(char **)b;
-        mi_free(b);
-    }
-    while (w->free_out) {
-        char *b = w->free_out;
-        w->free_out = *(char **)b;
-        mi_free(b);
-    }
+    free_blocks(&w->free_in);
+    free_blocks(&w->free_out);
 }
 
 static void signal_started(struct rh_worker *w, int error)

@@ -235,10 +235,8 @@ struct io_uring_sqe *rh_loop_sqe(struct rh_loop *loop)
     struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
     while (!sqe) {
         io_uring_submit(&loop->ring);
-        loop->sqes_pending = 0;
         sqe = io_uring_get_sqe(&loop->ring);
     }
-    loop->sqes_pending++;
     return sqe;
 }
 
@@ -287,7 +285,6 @@ int rh_loop_run_once(struct rh_loop *loop)
         arm_timer(loop);
     int ret = loop->batch_wait_us ? submit_and_wait_batch(loop)
                                   : io_uring_submit_and_wait(&loop->ring, 1);
-    loop->sqes_pending = 0;
     if (ret < 0 && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN && ret != -ETIME)
         return ret; /* EBUSY: CQ overflow waiting; we reap below, then retry */
     loop->now_ms = monotonic_ms();

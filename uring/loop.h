@@ -27,8 +27,6 @@ enum rh_op {
     RH_OP_ACCEPT,
     RH_OP_RECV,
     RH_OP_SEND,
-    RH_OP_SHUTDOWN,
-    RH_OP_CLOSE,
     RH_OP_TIMER,
     RH_OP_WAKE,
     RH_OP_FILE, /* static files: openat2/statx/splice/read, decoded by server/ */
@@ -92,7 +90,6 @@ struct rh_loop {
     atomic_bool stop_requested;
     bool finishing; /* set by the owner for the final drain: the wake read is not re-armed */
 
-    unsigned sqes_pending; /* prepared since the last submit */
     unsigned batch_wait_us; /* 0 unless asked for and the kernel has IORING_FEAT_MIN_TIMEOUT */
     unsigned inflight;     /* ops whose final completion has not arrived */
 };

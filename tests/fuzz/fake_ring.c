@@ -22,7 +22,6 @@ struct io_uring_sqe *__wrap_rh_loop_sqe(struct rh_loop *loop)
     FZ_CHECK(k->nsqes < FZ_MAX_SQES, "more SQEs in one iteration than any path prepares");
     struct io_uring_sqe *sqe = &k->sqes[k->nsqes++];
     memset(sqe, 0, sizeof(*sqe));
-    loop->sqes_pending++;
     return sqe;
 }
 
@@ -191,7 +190,6 @@ void ring_submit(struct world *W)
         }
     }
     k->nsqes = 0;
-    W->w.loop.sqes_pending = 0;
 }
 
 unsigned ring_pending(const struct world *W, uint8_t opcode)

@@ -305,6 +305,16 @@ def chunked(pieces, ext=None, trailers=None):
     return out + b"\r\n"
 
 
+def pattern(n, seed=0):
+    """n bytes that are not periodic over short spans (catches reordered or lost pieces)."""
+    out = bytearray()
+    i = seed
+    while len(out) < n:
+        out += b"%08x|" % ((i * 2654435761) & 0xFFFFFFFF)
+        i += 1
+    return bytes(out[:n])
+
+
 class Response:
     def __init__(self, version, status, reason, headers, body, raw_head):
         self.version = version
@@ -528,32 +538,27 @@ def wait_closed(sock, timeout=3.0, reader=None):
 def still_open(sock, wait=0.2):
     """True if the peer has not closed (no EOF, no reset) within `wait` seconds; bytes that
     arrive are left unread."""
+    return _peek(sock, wait) != "closed"
+
+
+def _peek(sock, wait):
+    """What the peer does within `wait` seconds, without consuming it: "data", "closed"
+    (EOF or an error), or "quiet"."""
     old = sock.gettimeout()
     sock.settimeout(wait)
     try:
-        chunk = sock.recv(1, socket.MSG_PEEK)
+        return "data" if sock.recv(1, socket.MSG_PEEK) else "closed"
     except socket.timeout:
-        return True
+        return "quiet"
     except OSError:
-        return False
+        return "closed"
     finally:
         sock.settimeout(old)
-    return bool(chunk)
 
 
 def quiet_for(sock, wait=0.3):
     """True if the peer sends nothing and does not close within `wait` seconds."""
-    old = sock.gettimeout()
-    sock.settimeout(wait)
-    try:
-        sock.recv(1, socket.MSG_PEEK)
-    except socket.timeout:
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.settimeout(old)
-    return False
+    return _peek(sock, wait) == "quiet"
 
 
 def get_ok(port, path="/plaintext", timeout=SOCK_TIMEOUT):

@@ -19,14 +19,6 @@ def port():
     return H.shared_server().port
 
 
-def pattern_body(n, seed=0):
-    """n bytes that are not periodic over short spans (catches reordered or lost pieces)."""
-    out = bytearray()
-    i = seed
-    while len(out) < n:
-        out += b"%08x|" % ((i * 2654435761) & 0xFFFFFFFF)
-        i += 1
-    return bytes(out[:n])
 
 
 # ---- curl ----
@@ -63,7 +55,7 @@ def test_curl_echo_post_small():
 
 
 def test_curl_echo_post_200k_body():
-    body = pattern_body(200 * 1024)
+    body = H.pattern(200 * 1024)
     with tempfile.NamedTemporaryFile(prefix="rh-echo-") as f:
         f.write(body)
         f.flush()
@@ -185,7 +177,7 @@ def test_echo_empty_body():
 
 
 def test_echo_200k_raw():
-    body = pattern_body(200 * 1024, seed=7)
+    body = H.pattern(200 * 1024, seed=7)
     with H.connect(port()) as s:
         s.sendall(request("POST", "/echo", [("Content-Type", "application/x-blob")], body))
         r = Reader(s).read_response()
@@ -195,7 +187,7 @@ def test_echo_200k_raw():
 
 
 def test_echo_200k_in_small_slow_writes():
-    body = pattern_body(200 * 1024, seed=3)
+    body = H.pattern(200 * 1024, seed=3)
     raw = request("POST", "/echo", body=body)
     with H.connect(port()) as s:
         for i in range(0, len(raw), 7919):
@@ -208,7 +200,7 @@ def test_echo_200k_in_small_slow_writes():
 
 
 def test_echo_body_at_max_body_limit_accepted():
-    body = pattern_body(1048576, seed=11)  # the default --max-body exactly
+    body = H.pattern(1048576, seed=11)  # the default --max-body exactly
     with H.connect(port(), timeout=10) as s:
         s.sendall(request("POST", "/echo", body=body))
         r = Reader(s).read_response()
@@ -319,7 +311,7 @@ def test_keepalive_sequential_echo_sizes():
     with H.connect(port()) as s:
         rd = Reader(s)
         for i, n in enumerate([0, 1, 100, 4095, 4096, 4097, 16383, 16384, 16385, 70000]):
-            body = pattern_body(n, seed=n)
+            body = H.pattern(n, seed=n)
             s.sendall(request("POST", "/echo", body=body))
             r = rd.read_response()
             check(r.status == 200 and r.body == body, "echo of %d bytes: status %d len %d"
@@ -372,7 +364,7 @@ def test_expect_100_continue_body_sent_anyway():
 
 
 def test_chunked_request_body():
-    pieces = [b"Hello", b", ", b"chunked", b" ", pattern_body(5000, seed=1), b"!"]
+    pieces = [b"Hello", b", ", b"chunked", b" ", H.pattern(5000, seed=1), b"!"]
     with H.connect(port()) as s:
         s.sendall(request("POST", "/echo", [("Transfer-Encoding", "chunked"),
                                             ("Content-Type", "text/plain")])
@@ -409,7 +401,7 @@ def test_chunked_request_uppercase_hex_and_trailers():
 
 
 def test_chunked_request_sent_in_pieces():
-    pieces = [pattern_body(n, seed=n) for n in (1, 10, 4000, 9000, 3)]
+    pieces = [H.pattern(n, seed=n) for n in (1, 10, 4000, 9000, 3)]
     raw = request("POST", "/echo", [("Transfer-Encoding", "chunked")]) + H.chunked(pieces)
     with H.connect(port()) as s:
         for i in range(0, len(raw), 1000):

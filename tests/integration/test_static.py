@@ -29,14 +29,6 @@ ROOT = os.path.join(_tmp, "root")
 OUTSIDE = os.path.join(_tmp, "outside")
 
 
-def pattern(n, seed=0):
-    """n bytes that are not periodic over short spans (catches reordered or lost pieces)."""
-    out = bytearray()
-    i = seed
-    while len(out) < n:
-        out += b"%08x|" % ((i * 2654435761) & 0xFFFFFFFF)
-        i += 1
-    return bytes(out[:n])
 
 
 FILES = {
@@ -45,26 +37,26 @@ FILES = {
     "app.js": b"console.log('hi');\n",
     "data.json": b'{"a": 1}\n',
     "notes.txt": b"plain text\n",
-    "img.png": b"\x89PNG\r\n\x1a\n" + pattern(300),
-    "photo.jpg": b"\xff\xd8\xff" + pattern(200),
-    "photo.JPEG": b"\xff\xd8\xff" + pattern(201),
-    "anim.gif": b"GIF89a" + pattern(50),
+    "img.png": b"\x89PNG\r\n\x1a\n" + H.pattern(300),
+    "photo.jpg": b"\xff\xd8\xff" + H.pattern(200),
+    "photo.JPEG": b"\xff\xd8\xff" + H.pattern(201),
+    "anim.gif": b"GIF89a" + H.pattern(50),
     "logo.svg": b"<svg xmlns='http://www.w3.org/2000/svg'/>\n",
-    "pic.webp": b"RIFF" + pattern(60),
-    "favicon.ico": pattern(70),
-    "mod.wasm": b"\x00asm" + pattern(40),
-    "doc.pdf": b"%PDF-1.4" + pattern(80),
+    "pic.webp": b"RIFF" + H.pattern(60),
+    "favicon.ico": H.pattern(70),
+    "mod.wasm": b"\x00asm" + H.pattern(40),
+    "doc.pdf": b"%PDF-1.4" + H.pattern(80),
     "feed.xml": b"<feed/>\n",
-    "clip.mp4": pattern(90),
-    "font.woff": pattern(30),
-    "font.woff2": pattern(31),
+    "clip.mp4": H.pattern(90),
+    "font.woff": H.pattern(30),
+    "font.woff2": H.pattern(31),
     "noext": b"no extension\n",
     "a b.txt": b"with a space\n",
     "100%.txt": b"percent in the name\n",
     "empty.txt": b"",
-    "f4k.bin": pattern(4096, 1),
-    "f300k.bin": pattern(300 * 1024, 2),
-    "f1m.bin": pattern(1 << 20, 3),
+    "f4k.bin": H.pattern(4096, 1),
+    "f300k.bin": H.pattern(300 * 1024, 2),
+    "f1m.bin": H.pattern(1 << 20, 3),
     "sub/index.html": b"<p>sub index</p>\n",
     "sub/page.html": b"<p>sub page</p>\n",
     "empty/.keep-out": b"hidden\n",
@@ -634,7 +626,7 @@ def keepalive_after_body(srv):
         time.sleep(0.3)  # idle: the multishot recv must still be armed and waiting
         s.sendall(request("GET", "/plaintext"))
         eq(rd.read_response().body, b"Hello, World!", "/plaintext after a file body")
-        body = pattern(600 * 1024, 9)  # a large plain send into a small, slow window
+        body = H.pattern(600 * 1024, 9)  # a large plain send into a small, slow window
         s.sendall(request("POST", "/echo", body=body))
         time.sleep(0.5)
         r = rd.read_response()
