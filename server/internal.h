@@ -140,6 +140,14 @@ struct rh_req {
     void *offload;  /* the task out on the pool, or NULL (ring thread only) */
     struct static_xfer *file; /* static.c: a file body still to send after the head */
     struct captured *captured; /* an answer made on the pool thread, sent by the ring */
+    /* app.c (the toolkit): the matched route, the scoped middleware's positions, the body
+     * bytes given, the ring timer (armed when app_timer_fn is set). */
+    const struct rh_route_entry *route;
+    uint8_t rmw_pos, rmw_ran;
+    uint64_t resp_body_bytes;
+    struct rh_timer app_timer;
+    void (*app_timer_fn)(struct rh_req *req, void *arg);
+    void *app_timer_arg;
 
     const char *base;  /* start of the request head (in conn->in, or head_copy) */
     char *head_copy;   /* owned copy of the head once detached (mimalloc) */
@@ -265,6 +273,7 @@ struct rh_server {
     int log_fd; /* the access log, -1: off; each worker writes through its own dup */
     char *log_path;
     struct static_mount *static_mounts; /* static.c: rh_static_route's mounts */
+    struct rh_app *app; /* app.c: the toolkit's set-up, NULL until used */
 };
 
 /* A slot in use. Slots never used are all zero (their pages untouched), freed ones have

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "server/internal.h"
+#include "server/app.h" /* the toolkit's hooks */
 
 struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c)
 {
@@ -41,6 +42,7 @@ void req_end(struct rh_req *r)
     if (c && c->req == r)
         c->req = NULL;
     struct rh_ctx *prev = ctx_enter(&r->ctx); /* destructors may read their request */
+    app_req_end(r); /* finish hooks, the ring timer */
     ctx_release(&r->ctx);
     ctx_leave(prev);
     mi_free(r->head_copy);
@@ -104,14 +106,17 @@ static void route_and_handle(struct rh_req *r)
 {
     int status = 0;
     char allowed[64];
-    const struct rh_route_entry *e =
-        router_match(r->w->srv->routes, r, &status, allowed, sizeof(allowed));
-    if (e) {
-        e->fn(r, e->udata);
+    if (!r->route) /* not yet matched; set when resuming scoped middleware (app.c) */
+        r->route = router_match(r->w->srv->routes, r, &status, allowed, sizeof(allowed));
+    if (r->route) {
+        if (!app_route_chain(r))
+            r->route->fn(r, r->route->udata);
         return;
     }
     if (status == 405)
         rh_resp_header(r, "Allow", allowed);
+    if (app_error(r, status, NULL))
+        return;
     static const char nf[] = "Not Found\n", mna[] = "Method Not Allowed\n";
     rh_respond(r, status, "text/plain", status == 405 ? mna : nf,
                status == 405 ? sizeof(mna) - 1 : sizeof(nf) - 1);
@@ -132,7 +137,7 @@ void mw_continue(struct rh_req *r)
         if (res == RH_MW_SUSPEND)
             return;
         if (res == RH_MW_DONE) { /* claimed an answer it did not give */
-            rh_respond(r, 500, "text/plain", "Internal Server Error\n", 22);
+            rh_respond_error(r, 500, NULL);
             return;
         }
     }
@@ -195,6 +200,8 @@ rh_str rh_req_url(const rh_req *r) { return slice_str(r, r->url); }
 
 rh_str rh_req_path(const rh_req *r)
 {
+    if (!r->base) /* rejected before the request line was read */
+        return (rh_str){"", 0};
     return (rh_str){r->base + r->url.off, r->path_len};
 }
 
