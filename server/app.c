@@ -203,9 +203,7 @@ void app_req_orphaned(struct rh_req *r)
     if (!r->app_timer_fn || r->offload)
         return; /* not waiting for its timer: whoever holds it ends it */
     rh_req_timer_cancel(r);
-    if (!(r->flags & R_RESP_STARTED))
-        r->flags |= R_RESP_STARTED; /* status 0: no answer was given */
-    req_complete(r);
+    req_complete(r); /* r->status stays 0: no answer was given */
 }
 
 void app_req_end(struct rh_req *r)

@@ -31,6 +31,7 @@ struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c)
     r->captured = NULL;
     r->offload = NULL;
     r->started_ms = w->loop.now_ms;
+    r->resp_body_len = 0; /* read by rh_resp_body_bytes even when no answer is given */
     ctx_init(&r->ctx);
     return r;
 }
@@ -202,7 +203,12 @@ rh_str rh_req_path(const rh_req *r)
 {
     if (!r->base) /* rejected before the request line was read */
         return (rh_str){"", 0};
-    return (rh_str){r->base + r->url.off, r->path_len};
+    const char *u = r->base + r->url.off;
+    if (r->path_len == 0 && r->url.len) { /* rejected before the head was complete */
+        const char *q = memchr(u, '?', r->url.len);
+        return (rh_str){u, q ? (size_t)(q - u) : r->url.len};
+    }
+    return (rh_str){u, r->path_len};
 }
 
 rh_str rh_req_query(const rh_req *r)
