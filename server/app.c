@@ -32,17 +32,29 @@ int rh_on_error(rh_server *srv, rh_error_fn fn, void *udata)
     return 0;
 }
 
+/* Set while this thread runs the error handler: an error it raises itself (calling
+ * rh_respond_error, or failing to build its answer) gets the default page, not a loop. */
+static _Thread_local bool in_error_handler;
+
+static void call_error_handler(const struct rh_app *a, struct rh_req *r, int status,
+                               const char *detail)
+{
+    in_error_handler = true;
+    a->on_error(r, status, detail, a->error_udata);
+    in_error_handler = false;
+}
+
 bool app_error(struct rh_req *r, int status, const char *detail)
 {
     const struct rh_app *a = r->w->srv->app;
-    if (!a || !a->on_error || (r->flags & R_RESP_STARTED))
+    if (!a || !a->on_error || (r->flags & R_RESP_STARTED) || in_error_handler)
         return false;
     if (r->lent) { /* a pool thread: rh_respond captures, the ring sends */
-        a->on_error(r, status, detail, a->error_udata);
+        call_error_handler(a, r, status, detail);
         return rh_resp_started(r);
     }
     struct rh_ctx *prev = req_enter(r); /* keeps r alive across the handler's answer */
-    a->on_error(r, status, detail, a->error_udata);
+    call_error_handler(a, r, status, detail);
     bool answered = (r->flags & (R_RESP_STARTED | R_FINISHED)) != 0;
     req_leave(r, prev);
     return answered;

@@ -66,6 +66,10 @@ static bool log_wait(const char *s)
 
 static void on_error(rh_req *req, int status, const char *detail, void *u)
 {
+    if (status == 402) { /* raising an error from the handler: the default page, no loop */
+        rh_respond_error(req, 402, "inner");
+        return;
+    }
     char body[256];
     int n = snprintf(body, sizeof(body), "E%d:%s", status, detail ? detail : "-");
     rh_respond(req, status, "application/x-err", body, (size_t)n);
@@ -136,6 +140,8 @@ static void ticks(rh_req *req, void *u)
 
 static void never(rh_req *req, void *arg) { atomic_fetch_add(&timer_fired, 100); }
 static void hang(rh_req *req, void *u) { rh_req_timer(req, 10000, never, NULL); }
+
+static void pay(rh_req *req, void *u) { rh_respond_error(req, 402, "outer"); }
 
 static void plain(rh_req *req, void *u) { rh_respond(req, 200, "text/plain", "ok", 2); }
 
@@ -229,6 +235,7 @@ static void start_server(void)
     assert_int_equal(rh_use_prefix(srv, "/susp", &sus), 0);
     assert_int_equal(rh_use_prefix(srv, "admin", &key), -EINVAL);
     assert_int_equal(rh_route(srv, "GET", "/echo/:name", echo, NULL), 0);
+    assert_int_equal(rh_route(srv, "GET", "/pay", pay, NULL), 0);
     assert_int_equal(rh_route(srv, "POST", "/form", form, NULL), 0);
     assert_int_equal(rh_route(srv, "GET", "/cookie", cookie, NULL), 0);
     assert_int_equal(rh_route(srv, "GET", "/later", later, NULL), 0);
@@ -345,6 +352,8 @@ static void errors_go_through_the_handler(void **state)
     get("/check", NULL);
     assert_app_error(504);
     assert_int_equal(raw_status("GET /echo/x HTTP/1.1\r\nHost: x\r\n", -1), 408);
+    assert_int_equal(get("/pay", NULL), 402);
+    assert_string_equal(resp.body, "inner");
 }
 
 static void *slow_call(void *arg)
