@@ -320,7 +320,50 @@ static int raw_status(const char *data, int wait_ms)
     return status;
 }
 
+/* Sends data on one keep-alive connection and reads until `answers` responses came. */
+static void raw_pipeline(const char *data, int answers, char *out, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(rh_server_port(srv))};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_true(write(fd, data, strlen(data)) > 0);
+    size_t len = 0;
+    out[0] = 0;
+    for (;;) {
+        int seen = 0;
+        for (const char *p = out; (p = strstr(p, "HTTP/1.1 ")); p++)
+            seen++;
+        const char *last = strstr(out + (len > 200 ? len - 200 : 0), "\r\n\r\n");
+        if (seen >= answers && last)
+            break;
+        ssize_t n = read(fd, out + len, cap - 1 - len);
+        assert_true(n > 0);
+        len += (size_t)n;
+        out[len] = 0;
+    }
+    close(fd);
+}
+
 /* ---- error handlers ---- */
+
+static void keep_alive_survives_app_errors_and_timers(void **state)
+{
+    char out[4096];
+    raw_pipeline("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+                 "GET /later HTTP/1.1\r\nHost: x\r\n\r\n"
+                 "GET /adminx HTTP/1.1\r\nHost: x\r\n\r\n", 3, out, sizeof(out));
+    const char *a = strstr(out, "HTTP/1.1 404"), *b = strstr(out, "late");
+    const char *c = strstr(out, "HTTP/1.1 200 OK");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c);
+    assert_true(a < c && c < b); /* in order: the 200 "late" comes second */
+    assert_non_null(strstr(b, "HTTP/1.1 200 OK")); /* then /adminx */
+    assert_null(strstr(out, "Connection: close"));
+}
 
 static void errors_go_through_the_handler(void **state)
 {
@@ -482,6 +525,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(errors_go_through_the_handler, setup, teardown),
+        cmocka_unit_test_setup_teardown(keep_alive_survives_app_errors_and_timers, setup, teardown),
         cmocka_unit_test_setup_teardown(pool_overload_503_goes_through_the_handler, setup, teardown),
         cmocka_unit_test_setup_teardown(scoped_middleware_runs_after_routing, setup, teardown),
         cmocka_unit_test_setup_teardown(finish_sees_final_sizes_and_early_paths, setup, teardown),
