@@ -266,9 +266,10 @@ int rh_static_serve(rh_req *req, const char *prefix);
  * Everything below is optional for an application; none of it costs a request that does
  * not use it more than a pointer test. */
 
-/* Error pages. fn decides the body of every error ringhttp itself answers: 400, 404, 405,
- * 408, 413, 414, 415 (rh_req_json), 431, 500, 503, 504, and those the application raises
- * with rh_respond_error. It runs with the request current and answers with rh_respond (or
+/* Error pages. fn decides the body of every error ringhttp itself answers: 400, 403 and
+ * 404 (also from static mounts), 405, 408, 413, 414, 415 (rh_req_json, rh_req_form users),
+ * 431, 500, 501, 503, 504, 505, and those the application raises with rh_respond_error
+ * (412 and 416 of static files stay plain). It runs with the request current and answers with rh_respond (or
  * rh_respond_json) using that status; headers ringhttp adds (Allow for 405, Retry-After for
  * 503) are already set; a connection that must close still closes after the answer. If fn
  * does not answer, the default text/plain page goes out. detail is a short English text

@@ -254,6 +254,7 @@ static void start_server(void)
     assert_int_equal(rh_lane_hooks(srv, "L", lane_start, lane_stop, lane_udata), 0);
     assert_int_equal(rh_lane_hooks(srv, "L", lane_start, lane_stop, lane_udata), -EEXIST);
     assert_int_equal(rh_route_blocking(srv, "GET", "/lane", lane_task, NULL, "L"), 0);
+    assert_int_equal(rh_static_route(srv, "/files", "/tmp", NULL), 0);
     assert_int_equal(rh_server_start(srv), 0);
 }
 
@@ -395,6 +396,10 @@ static void errors_go_through_the_handler(void **state)
     get("/check", NULL);
     assert_app_error(504);
     assert_int_equal(raw_status("GET /echo/x HTTP/1.1\r\nHost: x\r\n", -1), 408);
+    get("/files/no-such-file-here-rh", NULL); /* a static mount's error page too */
+    assert_app_error(404);
+    req("POST", "/files/x", NULL, NULL, 0);
+    assert_app_error(405);
     assert_int_equal(get("/pay", NULL), 402);
     assert_string_equal(resp.body, "inner");
 }
