@@ -267,14 +267,15 @@ int rh_static_serve(rh_req *req, const char *prefix);
  * not use it more than a pointer test. */
 
 /* Error pages. fn decides the body of every error ringhttp itself answers: 400, 403 and
- * 404 (also from static mounts), 405, 408, 413, 414, 415 (rh_req_json, rh_req_form users),
- * 431, 500, 501, 503, 504, 505, and those the application raises with rh_respond_error
- * (412 and 416 of static files stay plain). It runs with the request current and answers with rh_respond (or
- * rh_respond_json) using that status; headers ringhttp adds (Allow for 405, Retry-After for
- * 503) are already set; a connection that must close still closes after the answer. If fn
- * does not answer, the default text/plain page goes out. detail is a short English text
- * (e.g. the JSON parse error), or NULL. A request rejected before its head was complete
- * has a partial or empty path. Before start; replaces an earlier handler. */
+ * 404 (also from static mounts), 405, 408, 413, 414, 415 (rh_req_json), 431, 500, 501,
+ * 503, 504, 505, and those the application raises with rh_respond_error (412 and 416 of
+ * static files stay plain). It runs with the request current and answers with rh_respond
+ * (or rh_respond_json) using that status; headers ringhttp adds (Allow for 405,
+ * Retry-After for 503) are already set; a connection that must close still closes after
+ * the answer. If fn does not answer, or raises an error itself, the default text/plain
+ * page goes out. detail is a short English text (e.g. the JSON parse error), or NULL. A
+ * request rejected before its head was complete has a partial or empty path. Before
+ * start; replaces an earlier handler. */
 typedef void (*rh_error_fn)(rh_req *req, int status, const char *detail, void *udata);
 int rh_on_error(rh_server *srv, rh_error_fn fn, void *udata);
 /* Answers status through the error handler (or the default page). detail may be NULL.
