@@ -201,9 +201,18 @@ static rh_mw_result suspend(rh_req *req, void *u)
     return rh_offload(req, nothing, resume_on_pool_done, NULL) == 0 ? RH_MW_SUSPEND : RH_MW_DONE;
 }
 
+static void after_all(rh_req *req, int status, void *u)
+{
+    rh_str p = rh_req_path(req);
+    if (status == 413)
+        logf_("[after %.*s %d]", (int)p.len, p.ptr, status);
+}
+
 static void finish(rh_req *req, int status, void *u)
 {
     rh_str p = rh_req_path(req);
+    if (p.len == 6 && memcmp(p.ptr, "/ticks", 6) == 0 && rh_req_elapsed_ms(req) >= 50)
+        logf_("[ticks took >= 50 ms]"); /* three 30 ms timers */
     logf_("[fin %.*s %d %llu]", p.len > 20 ? 20 : (int)p.len, p.ptr, status,
           (unsigned long long)rh_resp_body_bytes(req));
 }
@@ -223,7 +232,8 @@ static void start_server(void)
     cfg.pool_timeout_ms = 100;
     assert_int_equal(rh_server_new(&cfg, &srv), 0);
     assert_int_equal(rh_on_error(srv, on_error, NULL), 0);
-    rh_middleware fin = {.name = "fin", .finish = finish, .flags = RH_MW_ALL_RESPONSES};
+    rh_middleware fin = {.name = "fin", .after = after_all, .finish = finish,
+                         .flags = RH_MW_ALL_RESPONSES};
     assert_int_equal(rh_use(srv, &fin), 0);
     rh_middleware key = {.name = "key", .before = need_key, .after = add_header, .udata = "admin"};
     rh_middleware key2 = {.name = "key2", .before = need_key, .udata = "admin-id"};
@@ -390,6 +400,7 @@ static void errors_go_through_the_handler(void **state)
     req("POST", "/body", NULL, body, sizeof(body));
     assert_app_error(413);
     assert_true(log_wait("[fin /body 413 ")); /* an early rejection still has its path */
+    assert_true(log_has("[after /body 413]"));
     assert_true(log_has("[fin /echo/x 431 "));
     get("/liar", NULL);
     assert_app_error(500);
@@ -456,6 +467,7 @@ static void finish_sees_final_sizes_and_early_paths(void **state)
     assert_int_equal(get("/ticks", NULL), 200);
     assert_string_equal(resp.body, "tick\ntick\ntick\n");
     assert_true(log_wait("[fin /ticks 200 15]"));
+    assert_true(log_has("[ticks took >= 50 ms]"));
     assert_int_equal(get("/echo/abc", NULL), 200);
     assert_true(log_wait("[fin /echo/abc 200 22]")); /* "raw=abc dec=abc q=NONE" */
 }
