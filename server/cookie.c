@@ -65,6 +65,17 @@ static bool octets_ok(const char *s) /* cookie-octet, RFC 6265 4.1.1 */
 
 static bool attr_ok(const char *s) { return !s || !strpbrk(s, ";\r\n"); }
 
+/* Appends a then b to line at *n; past cap, *n keeps counting so the caller sees it. */
+static void add(char *line, size_t cap, size_t *n, const char *a, const char *b)
+{
+    for (; *a; a++, (*n)++)
+        if (*n < cap)
+            line[*n] = *a;
+    for (; *b; b++, (*n)++)
+        if (*n < cap)
+            line[*n] = *b;
+}
+
 int rh_resp_cookie(rh_req *r, const char *name, const char *value, const rh_cookie_options *opt)
 {
     static const rh_cookie_options none;
@@ -73,22 +84,25 @@ int rh_resp_cookie(rh_req *r, const char *name, const char *value, const rh_cook
     if (!name || !value || !token_ok(name) || !octets_ok(value) || !attr_ok(opt->path) ||
         !attr_ok(opt->domain) || !attr_ok(opt->same_site))
         return -EINVAL;
-    char line[4096];
-    int n = snprintf(line, sizeof(line), "%s=%s", name, value);
+    char line[4096], age[24];
+    size_t n = 0;
+    snprintf(age, sizeof(age), "%lld", opt->max_age < 0 ? 0 : opt->max_age);
+    add(line, sizeof(line), &n, name, "=");
+    add(line, sizeof(line), &n, value, "");
     if (opt->path)
-        n += snprintf(line + n, sizeof(line) - (size_t)n, "; Path=%s", opt->path);
-    if (opt->domain && n < (int)sizeof(line))
-        n += snprintf(line + n, sizeof(line) - (size_t)n, "; Domain=%s", opt->domain);
-    if (opt->max_age && n < (int)sizeof(line))
-        n += snprintf(line + n, sizeof(line) - (size_t)n, "; Max-Age=%lld",
-                      opt->max_age < 0 ? 0LL : opt->max_age);
-    if (opt->secure && n < (int)sizeof(line))
-        n += snprintf(line + n, sizeof(line) - (size_t)n, "; Secure");
-    if (opt->http_only && n < (int)sizeof(line))
-        n += snprintf(line + n, sizeof(line) - (size_t)n, "; HttpOnly");
-    if (opt->same_site && n < (int)sizeof(line))
-        n += snprintf(line + n, sizeof(line) - (size_t)n, "; SameSite=%s", opt->same_site);
-    if (n >= (int)sizeof(line))
+        add(line, sizeof(line), &n, "; Path=", opt->path);
+    if (opt->domain)
+        add(line, sizeof(line), &n, "; Domain=", opt->domain);
+    if (opt->max_age)
+        add(line, sizeof(line), &n, "; Max-Age=", age);
+    if (opt->secure)
+        add(line, sizeof(line), &n, "; Secure", "");
+    if (opt->http_only)
+        add(line, sizeof(line), &n, "; HttpOnly", "");
+    if (opt->same_site)
+        add(line, sizeof(line), &n, "; SameSite=", opt->same_site);
+    if (n >= sizeof(line))
         return -EINVAL; /* longer than any client keeps */
+    line[n] = 0;
     return rh_resp_header(r, "Set-Cookie", line);
 }

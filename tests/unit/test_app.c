@@ -107,6 +107,11 @@ static void cookie(rh_req *req, void *u)
                            .same_site = "Lax"};
     assert_int_equal(rh_resp_cookie(req, "sid", "new;bad", &o), -EINVAL);
     assert_int_equal(rh_resp_cookie(req, "bad name", "v", NULL), -EINVAL);
+    static char huge[5000];
+    memset(huge, 'v', sizeof(huge) - 1);
+    assert_int_equal(rh_resp_cookie(req, "sid", huge, &o), -EINVAL); /* too long: refused */
+    rh_cookie_options del = {.max_age = -1};
+    assert_int_equal(rh_resp_cookie(req, "old", "", &del), 0);
     assert_int_equal(rh_resp_cookie(req, "sid", "v2", &o), 0);
     rh_respond(req, 200, "text/plain", body, (size_t)n);
 }
@@ -533,7 +538,9 @@ static void forms_and_cookies(void **state)
     assert_string_equal(resp.body, "sid=s1(0) other=o(0)");
     char sc[128];
     assert_true(rh_test_header(&resp, "Set-Cookie", sc, sizeof(sc)) > 0);
-    assert_string_equal(sc, "sid=v2; Path=/; Max-Age=3600; Secure; HttpOnly; SameSite=Lax");
+    assert_string_equal(sc, "old=; Max-Age=0"); /* the first Set-Cookie: a deletion */
+    assert_non_null(strstr(resp.head, "\r\nSet-Cookie: sid=v2; Path=/; Max-Age=3600; Secure; "
+                                      "HttpOnly; SameSite=Lax\r\n"));
     assert_int_equal(get("/cookie", NULL), 200);
     assert_string_equal(resp.body, "sid=(-2) other=(-2)");
 }
