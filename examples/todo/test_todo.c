@@ -56,7 +56,8 @@ static int call(const char *method, const char *target, const char *auth, const 
     char headers[512];
     int n = 0;
     if (auth)
-        n += snprintf(headers + n, sizeof(headers) - (size_t)n, "Authorization: Bearer %s\r\n", auth);
+        n += snprintf(headers + n, sizeof(headers) - (size_t)n, "Authorization: Bearer %s\r\n",
+                      auth);
     if (ctype)
         n += snprintf(headers + n, sizeof(headers) - (size_t)n, "Content-Type: %s\r\n", ctype);
     headers[n] = 0;
@@ -203,7 +204,8 @@ static void get_patch_delete_one(void **state)
     assert_json_error(404);
     call("GET", "/todos/abc", "t0ken", NULL, NULL);
     assert_json_error(404);
-    assert_int_equal(call("PATCH", "/todos/1", "t0ken", "application/json", "{\"done\": true}"), 200);
+    assert_int_equal(call("PATCH", "/todos/1", "t0ken", "application/json", "{\"done\": true}"),
+                     200);
     json_t *doc = body_json();
     assert_true(json_is_true(json_object_get(doc, "done")));
     json_decref(doc);
@@ -241,7 +243,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(auth_is_required_on_every_route, setup, teardown),
-        cmocka_unit_test_setup_teardown(unknown_paths_and_methods_come_before_auth, setup, teardown),
+        cmocka_unit_test_setup_teardown(unknown_paths_and_methods_come_before_auth, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(create_returns_201_with_location, setup, teardown),
         cmocka_unit_test_setup_teardown(create_rejects_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(utf8_titles_round_trip, setup, teardown),

@@ -39,9 +39,12 @@ static void auth_work(rh_req *req, void *arg)
 {
     const struct todo_config *cfg = arg;
     rh_str h = rh_req_header(req, "Authorization");
-    for (unsigned i = 0; h.len > 7 && strncmp(h.ptr, "Bearer ", 7) == 0 && i < cfg->ntokens; i++)
-        if (strlen(cfg->tokens[i]) == h.len - 7 && memcmp(cfg->tokens[i], h.ptr + 7, h.len - 7) == 0)
-            return;
+    bool bearer = h.len > 7 && strncmp(h.ptr, "Bearer ", 7) == 0;
+    for (unsigned i = 0; bearer && i < cfg->ntokens; i++) {
+        const char *t = cfg->tokens[i];
+        if (strlen(t) == h.len - 7 && memcmp(t, h.ptr + 7, h.len - 7) == 0)
+            return; /* no answer: auth_done goes on with rh_next */
+    }
     rh_resp_header(req, "WWW-Authenticate", "Bearer");
     rh_respond_error(req, 401, "missing or unknown bearer token");
 }
