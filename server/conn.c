@@ -98,6 +98,7 @@ static bool input_append(struct rh_conn *c, const char *data, uint32_t n)
 static void hold_buffer(struct rh_conn *c, unsigned bid, uint32_t len)
 {
     struct rh_worker *w = c->w;
+    w->held_total++;
     w->held_next[bid] = RH_NO_BUF;
     w->held_len[bid] = len;
     if (c->held_tail == RH_NO_BUF)
@@ -108,7 +109,58 @@ static void hold_buffer(struct rh_conn *c, unsigned bid, uint32_t len)
     c->nheld++;
 }
 
-/* Moves held provided buffers into the input buffer while they fit, in arrival order. */
+/* Input that came after the held buffers: copied, so its provided buffer went back at once.
+ * false if the spill would pass RH_SPILL_MAX (reading stops at its first use, so only a
+ * broken peer or kernel gets there). */
+static bool spill_append(struct rh_conn *c, const char *data, uint32_t n)
+{
+    if (c->spill_len + n > RH_SPILL_MAX)
+        return false;
+    if (c->spill_len + n > c->spill_cap) {
+        uint32_t cap = c->spill_cap ? c->spill_cap * 2 : RH_IN_BLOCK;
+        while (cap < c->spill_len + n)
+            cap *= 2;
+        char *ns = mi_realloc(c->spill, cap); /* owner: the connection, until drained */
+        if (!ns)
+            return false;
+        c->spill = ns;
+        c->spill_cap = cap;
+    }
+    memcpy(c->spill + c->spill_len, data, n);
+    c->spill_len += n;
+    return true;
+}
+
+static void spill_free(struct rh_conn *c)
+{
+    mi_free(c->spill);
+    c->spill = NULL;
+    c->spill_len = c->spill_off = c->spill_cap = 0;
+}
+
+/* Moves as much of the spill as fits into the input buffer. */
+static void drain_spill(struct rh_conn *c)
+{
+    uint32_t left = c->spill_len - c->spill_off;
+    if (left == 0 || !c->in)
+        return;
+    if (c->in_len + left > RH_IN_BLOCK)
+        compact_input(c);
+    uint32_t n = RH_IN_BLOCK - c->in_len < left ? RH_IN_BLOCK - c->in_len : left;
+    memcpy(c->in + c->in_len, c->spill + c->spill_off, n);
+    c->in_len += n;
+    c->spill_off += n;
+    if (c->spill_off == c->spill_len)
+        spill_free(c);
+}
+
+static bool input_pending(const struct rh_conn *c)
+{
+    return c->held_head != RH_NO_BUF || c->spill_off != c->spill_len;
+}
+
+/* Moves held provided buffers, then the spill, into the input buffer while they fit, in
+ * arrival order. */
 static void drain_held(struct rh_conn *c)
 {
     struct rh_worker *w = c->w;
@@ -120,8 +172,10 @@ static void drain_held(struct rh_conn *c)
         if (c->held_head == RH_NO_BUF)
             c->held_tail = RH_NO_BUF;
         c->nheld--;
+        w->held_total--;
         rh_loop_buf_recycle(&w->loop, bid);
     }
+    drain_spill(c);
 }
 
 static void drop_held(struct rh_conn *c)
@@ -131,8 +185,10 @@ static void drop_held(struct rh_conn *c)
         c->held_head = c->w->held_next[bid];
         rh_loop_buf_recycle(&c->w->loop, bid);
     }
+    c->w->held_total -= c->nheld;
     c->held_tail = RH_NO_BUF;
     c->nheld = 0;
+    spill_free(c);
 }
 
 /* ---- timers ---- */
@@ -149,11 +205,18 @@ void conn_arm_phase_deadline(struct rh_conn *c, unsigned ms)
         rh_timer_arm(&c->w->loop.wheel, &c->timer, c->phase_deadline_ms);
 }
 
+/* A request is with its handler, unanswered, under a deadline. */
+static bool handler_waiting(const struct rh_conn *c)
+{
+    return c->phase == PH_HANDLER && c->req && !(c->req->flags & R_RESP_STARTED) &&
+           c->w->srv->cfg.handler_timeout_ms;
+}
+
 /* After a send: the head or body being read keeps its own deadline (regression: a
  * pipelined partial head was left with none, a slow-loris hole). */
 static void restore_phase_timer(struct rh_conn *c)
 {
-    if (c->phase == PH_HEAD || c->phase == PH_BODY)
+    if (c->phase == PH_HEAD || c->phase == PH_BODY || handler_waiting(c))
         rh_timer_arm(&c->w->loop.wheel, &c->timer, c->phase_deadline_ms);
     else
         rh_timer_cancel(&c->w->loop.wheel, &c->timer);
@@ -175,6 +238,8 @@ static void conn_on_timer(struct rh_timer *t)
         conn_fail(c, 408);
         return;
     case PH_HANDLER:
+        if (handler_waiting(c))
+            req_deadline(c->req);
         return;
     case PH_IDLE:
     case PH_LINGER:
@@ -232,13 +297,76 @@ static void conn_take_input(struct rh_conn *c, unsigned bid, uint32_t n)
         rh_loop_buf_recycle(&w->loop, bid);
         return;
     }
-    if (c->held_head == RH_NO_BUF && input_append(c, rh_loop_buf(&w->loop, bid), n)) {
+    const char *data = rh_loop_buf(&w->loop, bid);
+    if (!input_pending(c) && input_append(c, data, n)) {
         rh_loop_buf_recycle(&w->loop, bid);
         return;
     }
-    hold_buffer(c, bid, n);
-    if (c->nheld >= 4)
-        stop_reading(c);
+    /* No room: hold the buffer while this connection and the ring can afford it, else copy
+     * (a busy connection must not starve the others of buffers), and stop reading. */
+    if (c->nheld < RH_HELD_MAX && c->spill_off == c->spill_len &&
+        w->held_total < w->loop.bufs.count / 4) {
+        hold_buffer(c, bid, n);
+    } else {
+        bool ok = spill_append(c, data, n);
+        rh_loop_buf_recycle(&w->loop, bid);
+        if (!ok) {
+            conn_close(c);
+            return;
+        }
+    }
+    stop_reading(c);
+}
+
+/* ---- provided-buffer starvation ----
+ * A recv that ended with -ENOBUFS waits here, oldest first, and is re-armed at a flush
+ * when buffers are back in the ring (not in the same pass: that spins), at most one
+ * connection per free buffer, so the connections waiting longest go first. */
+
+static void starved_push(struct rh_conn *c)
+{
+    struct rh_worker *w = c->w;
+    if (c->flags & C_STARVED)
+        return;
+    c->flags |= C_STARVED;
+    c->starved_next = NULL;
+    c->starved_prev = w->starved_tail;
+    if (w->starved_tail)
+        w->starved_tail->starved_next = c;
+    else
+        w->starved_head = c;
+    w->starved_tail = c;
+}
+
+static void starved_remove(struct rh_conn *c)
+{
+    struct rh_worker *w = c->w;
+    if (!(c->flags & C_STARVED))
+        return;
+    c->flags &= ~C_STARVED;
+    if (c->starved_prev)
+        c->starved_prev->starved_next = c->starved_next;
+    else
+        w->starved_head = c->starved_next;
+    if (c->starved_next)
+        c->starved_next->starved_prev = c->starved_prev;
+    else
+        w->starved_tail = c->starved_prev;
+    c->starved_prev = c->starved_next = NULL;
+}
+
+/* Between iterations every provided buffer is either held by a connection or back in the
+ * ring (published right after this flush), so the count of free ones is exact. */
+static void rearm_starved(struct rh_worker *w)
+{
+    unsigned free_bufs = w->loop.bufs.count - w->held_total;
+    while (w->starved_head && free_bufs > 0) {
+        struct rh_conn *c = w->starved_head;
+        starved_remove(c);
+        if (!(c->flags & (C_CLOSING | C_RECV_ARMED | C_PEER_EOF)))
+            arm_recv(c);
+        free_bufs--;
+    }
 }
 
 static void on_recv(struct rh_loop *loop, const struct io_uring_cqe *cqe)
@@ -284,8 +412,16 @@ static void on_recv(struct rh_loop *loop, const struct io_uring_cqe *cqe)
     if (c->phase == PH_BODY && cqe->res > 0)
         conn_arm_phase_deadline(c, w->srv->cfg.body_timeout_ms);
     conn_process(c);
-    if (final && !(c->flags & (C_CLOSING | C_PEER_EOF | C_READ_STOPPED)))
-        conn_mark_dirty(c), c->flags |= C_WANT_RECV; /* ENOBUFS or a spent multishot */
+    if (!final || (c->flags & (C_CLOSING | C_PEER_EOF | C_READ_STOPPED | C_RECV_ARMED)))
+        return;
+    if (input_pending(c) || (c->flags & C_OUT_FULL)) {
+        c->flags |= C_READ_STOPPED; /* resumed by conn_process once there is room */
+        return;
+    }
+    if (cqe->res == -ENOBUFS)
+        starved_push(c); /* re-armed once buffers are back (rearm_starved) */
+    else
+        conn_mark_dirty(c), c->flags |= C_WANT_RECV; /* a spent multishot */
 }
 
 /* ---- send ---- */
@@ -343,7 +479,7 @@ static void conn_on_drained(struct rh_conn *c)
          * sending: closing with unread data makes the kernel reset the connection, which
          * can destroy the answer before the client reads it. Otherwise close at once. */
         bool unread = (c->flags & C_LINGER_NEEDED) || c->in_off != c->in_len ||
-                      c->held_head != RH_NO_BUF;
+                      input_pending(c);
         if (unread)
             enter_linger(c);
         else
@@ -358,6 +494,37 @@ static void conn_on_drained(struct rh_conn *c)
     obuf_release(w, &c->pbuf);
     if (c->in_len == c->in_off && c->phase == PH_IDLE)
         conn_arm_timer(c, w->srv->cfg.idle_timeout_ms);
+}
+
+/* Output back-pressure (RH_OUT_HIGH / RH_OUT_LOW, hysteresis): whether this connection
+ * must parse no further for now. Past the high-water mark it also stops reading, so a
+ * client that sends requests and never reads answers holds a bounded amount of memory. */
+static bool conn_out_full(struct rh_conn *c)
+{
+    size_t queued = conn_out_queued(c);
+    if (c->flags & C_OUT_FULL) {
+        if (queued > RH_OUT_LOW)
+            return true;
+        c->flags &= ~C_OUT_FULL;
+        return false;
+    }
+    if (queued < RH_OUT_HIGH)
+        return false;
+    c->flags |= C_OUT_FULL;
+    stop_reading(c);
+    return true;
+}
+
+/* A send made progress: below the low-water mark, wake a waiting streaming writer and
+ * parse again. */
+static void conn_out_progress(struct rh_conn *c)
+{
+    if (conn_out_queued(c) > RH_OUT_LOW || (c->flags & (C_CLOSING | C_PROCESSING)))
+        return;
+    if (c->req && c->req->on_writable)
+        resp_writable_ready(c->req);
+    if (c->flags & C_OUT_FULL)
+        conn_process(c);
 }
 
 static void on_send(struct rh_loop *loop, const struct io_uring_cqe *cqe)
@@ -375,15 +542,17 @@ static void on_send(struct rh_loop *loop, const struct io_uring_cqe *cqe)
         conn_close(c);
         return;
     }
-    c->wbuf.sent += (uint32_t)cqe->res;
+    c->wbuf.sent += (size_t)cqe->res;
     if (c->wbuf.sent < c->wbuf.len) { /* short write: the rest, at once */
         submit_send(c);
+        conn_out_progress(c);
         return;
     }
     c->wbuf.len = c->wbuf.sent = 0;
     restore_phase_timer(c);
     if (c->pbuf.len) {
         conn_flush(c);
+        conn_out_progress(c);
         return;
     }
     conn_on_drained(c);
@@ -405,6 +574,8 @@ void worker_flush(struct rh_loop *loop)
 {
     struct rh_worker *w = loop_worker(loop);
     worker_refresh_date(w);
+    resp_run_writable(w); /* streaming writers first: what they write goes out below */
+    rearm_starved(w);
     while (w->dirty) {
         struct rh_conn *c = w->dirty;
         w->dirty = c->dirty_next;
@@ -432,6 +603,8 @@ void conn_request_done(struct rh_conn *c)
     c->flags &= ~C_PAUSED;
     c->requests++;
     c->phase = PH_IDLE;
+    if (!(c->flags & (C_SEND_INFLIGHT | C_FILE_INFLIGHT)))
+        rh_timer_cancel(&c->w->loop.wheel, &c->timer); /* the handler deadline ends */
     conn_mark_dirty(c);
     if (!(c->flags & C_PROCESSING))
         conn_process(c); /* answered later than dispatch: resume pipelined input */
@@ -461,7 +634,7 @@ void conn_process(struct rh_conn *c)
         drain_held(c);
         if (c->flags & (C_PAUSED | C_CLOSE_AFTER_SEND | C_CLOSING) || c->phase == PH_LINGER)
             break;
-        if (c->in_off == c->in_len)
+        if (c->in_off == c->in_len || conn_out_full(c))
             break;
         int status = parse_execute(c);
         if (status > 0)
@@ -470,12 +643,13 @@ void conn_process(struct rh_conn *c)
     c->flags &= ~C_PROCESSING;
     if (c->flags & C_CLOSING)
         return;
-    if (!c->req && c->in_off == c->in_len && c->in && c->held_head == RH_NO_BUF) {
+    if (!c->req && c->in_off == c->in_len && c->in && !input_pending(c)) {
         in_block_put(c->w, c->in); /* idle: give the buffer back */
         c->in = NULL;
         c->in_len = c->in_off = 0;
     }
-    if ((c->flags & C_READ_STOPPED) && c->held_head == RH_NO_BUF && !(c->flags & C_PEER_EOF)) {
+    if ((c->flags & C_READ_STOPPED) && !input_pending(c) &&
+        !(c->flags & (C_PEER_EOF | C_OUT_FULL))) {
         c->flags |= C_WANT_RECV;
         conn_mark_dirty(c);
     }
@@ -515,6 +689,7 @@ void conn_close(struct rh_conn *c)
         return;
     c->flags |= C_CLOSING;
     rh_timer_cancel(&c->w->loop.wheel, &c->timer);
+    starved_remove(c);
     drop_held(c);
     if (c->flags & (C_RECV_ARMED | C_SEND_INFLIGHT | C_FILE_INFLIGHT))
         cancel_ops(c);
@@ -538,9 +713,8 @@ void conn_finish_close(struct rh_conn *c)
         struct rh_req *r = c->req;
         c->req = NULL;
         if (c->flags & C_PAUSED) {
-            req_detach_head(r); /* no-op when offloaded: done before it left */
-            r->conn = NULL;     /* its handler still runs: it ends the orphan */
-            offload_cancel(r);  /* not started yet: it never will */
+            req_orphan(r);     /* its handler still runs: it ends the orphan */
+            offload_cancel(r); /* not started yet: it never will */
         } else {
             req_end(r);
         }
@@ -635,7 +809,7 @@ void worker_abandon_requests(struct rh_worker *w)
         struct rh_req *r = c->req;
         c->req = NULL;
         if (r && (c->flags & C_PAUSED)) {
-            r->conn = NULL;
+            req_orphan(r);
             offload_cancel(r);
         } else if (r) {
             r->conn = NULL;
@@ -643,11 +817,13 @@ void worker_abandon_requests(struct rh_worker *w)
         }
         if (c->in)
             in_block_put(w, c->in);
+        spill_free(c);
         obuf_release(w, &c->wbuf);
         obuf_release(w, &c->pbuf);
         close(c->fd);
         c->fd = -1;
     }
+    req_release_orphans(w);
 }
 
 /* Graceful stop: idle connections go now; busy ones finish their request, then close. */

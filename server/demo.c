@@ -55,6 +55,19 @@ static void on_echo(rh_req *req, void *udata)
     rh_respond(req, 200, ct, body.ptr, body.len);
 }
 
+/* /never: a handler that returns without answering (a bug the handler deadline,
+ * --handler-timeout, turns into a 500); /never?pool=1 offloads a no-op whose done callback
+ * never answers either. For tests of the deadline. */
+static void never_work(rh_req *req, void *arg) {}
+static void never_done(rh_req *req, int status, void *arg) {}
+
+static void on_never(rh_req *req, void *udata)
+{
+    rh_str v;
+    if (rh_req_query_param(req, "pool", &v) == 0 && v.len == 1 && v.ptr[0] == '1')
+        rh_offload(req, never_work, never_done, NULL);
+}
+
 static void on_healthz(rh_req *req, void *udata)
 {
     RESPOND_LIT(req, 200, "text/plain", "ok\n");
@@ -168,6 +181,7 @@ int demo_routes_add(rh_server *srv, bool with_index)
     ret = ret ? ret : rh_route(srv, "POST", "/echo", on_echo, NULL);
     ret = ret ? ret : rh_route(srv, "PUT", "/echo", on_echo, NULL);
     ret = ret ? ret : rh_route(srv, "GET", "/healthz", on_healthz, NULL);
+    ret = ret ? ret : rh_route(srv, "GET", "/never", on_never, NULL);
     ret = ret ? ret : rh_route_blocking(srv, "GET", "/blocking", on_blocking, NULL, NULL);
     ret = ret ? ret : db_create();
     ret = ret ? ret : rh_lane_declare(srv, "db", 1024);

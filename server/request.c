@@ -34,12 +34,67 @@ struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c)
     return r;
 }
 
+static void orphan_unlink(struct rh_req *r)
+{
+    if (r->orphan_prev)
+        r->orphan_prev->orphan_next = r->orphan_next;
+    else
+        r->w->orphans = r->orphan_next;
+    if (r->orphan_next)
+        r->orphan_next->orphan_prev = r->orphan_prev;
+    r->flags &= ~R_ORPHAN_LISTED;
+}
+
+void req_orphan(struct rh_req *r)
+{
+    struct rh_worker *w = r->w;
+    req_detach_head(r); /* no-op when offloaded: done before it left */
+    r->conn = NULL;
+    if (!(r->flags & R_ORPHAN_LISTED)) {
+        r->flags |= R_ORPHAN_LISTED;
+        r->orphan_prev = NULL;
+        r->orphan_next = w->orphans;
+        if (w->orphans)
+            w->orphans->orphan_prev = r;
+        w->orphans = r;
+    }
+    if (r->on_writable)
+        resp_writable_ready(r); /* the writer learns the client is gone (-ECONNRESET) */
+}
+
+/* Orphans out on the pool come back through it (offload_stop) and end there. */
+void req_release_orphans(struct rh_worker *w)
+{
+    struct rh_req *r = w->orphans;
+    while (r) {
+        struct rh_req *next = r->orphan_next;
+        if (!r->offload)
+            req_end(r);
+        r = next;
+    }
+}
+
+/* The connection answers in the request's place and goes on (closing after the answer);
+ * the request itself stays valid for whoever still holds it, as when the client leaves. */
+void req_deadline(struct rh_req *r)
+{
+    struct rh_conn *c = r->conn;
+    bool on_pool = r->offload != NULL;
+    c->req = NULL;
+    req_orphan(r);
+    offload_cancel(r); /* not started: it never will; running: rh_offload_check says so */
+    conn_fail(c, on_pool ? 504 : 500);
+}
+
 void req_end(struct rh_req *r)
 {
     struct rh_worker *w = r->w;
     struct rh_conn *c = r->conn;
     if (c && c->req == r)
         c->req = NULL;
+    resp_writable_cancel(r);
+    if (r->flags & R_ORPHAN_LISTED)
+        orphan_unlink(r);
     struct rh_ctx *prev = ctx_enter(&r->ctx); /* destructors may read their request */
     ctx_release(&r->ctx);
     ctx_leave(prev);
@@ -144,7 +199,10 @@ void req_dispatch(struct rh_req *r)
     struct rh_conn *c = r->conn;
     c->phase = PH_HANDLER;
     c->flags |= C_PAUSED;
-    if (!(c->flags & C_SEND_INFLIGHT)) /* the head's deadline ends; a write timeout does not */
+    unsigned deadline_ms = r->w->srv->cfg.handler_timeout_ms;
+    if (deadline_ms) /* the handler's deadline replaces the head's (see conn_on_timer) */
+        conn_arm_phase_deadline(c, deadline_ms);
+    else if (!(c->flags & C_SEND_INFLIGHT)) /* a write timeout stays */
         rh_timer_cancel(&r->w->loop.wheel, &c->timer);
     struct rh_ctx *prev = req_enter(r);
     mw_continue(r);
