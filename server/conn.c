@@ -109,49 +109,17 @@ static void hold_buffer(struct rh_conn *c, unsigned bid, uint32_t len)
     c->nheld++;
 }
 
-/* Input that came after the held buffers: copied, so its provided buffer went back at once.
- * false if the spill would pass RH_SPILL_MAX (reading stops at its first use, so only a
- * broken peer or kernel gets there). */
-static bool spill_append(struct rh_conn *c, const char *data, uint32_t n)
-{
-    if (c->spill_len + n > RH_SPILL_MAX)
-        return false;
-    if (c->spill_len + n > c->spill_cap) {
-        uint32_t cap = c->spill_cap ? c->spill_cap * 2 : RH_IN_BLOCK;
-        while (cap < c->spill_len + n)
-            cap *= 2;
-        char *ns = mi_realloc(c->spill, cap); /* owner: the connection, until drained */
-        if (!ns)
-            return false;
-        c->spill = ns;
-        c->spill_cap = cap;
-    }
-    memcpy(c->spill + c->spill_len, data, n);
-    c->spill_len += n;
-    return true;
-}
-
-static void spill_free(struct rh_conn *c)
-{
-    mi_free(c->spill);
-    c->spill = NULL;
-    c->spill_len = c->spill_off = c->spill_cap = 0;
-}
-
 /* Moves as much of the spill as fits into the input buffer. */
 static void drain_spill(struct rh_conn *c)
 {
     uint32_t left = c->spill_len - c->spill_off;
-    if (left == 0 || !c->in)
+    if (left == 0)
         return;
+    if (!c->in)
+        c->in = in_block_get(c->w);
     if (c->in_len + left > RH_IN_BLOCK)
         compact_input(c);
-    uint32_t n = RH_IN_BLOCK - c->in_len < left ? RH_IN_BLOCK - c->in_len : left;
-    memcpy(c->in + c->in_len, c->spill + c->spill_off, n);
-    c->in_len += n;
-    c->spill_off += n;
-    if (c->spill_off == c->spill_len)
-        spill_free(c);
+    c->in_len += spill_take(c, c->in + c->in_len, RH_IN_BLOCK - c->in_len);
 }
 
 static bool input_pending(const struct rh_conn *c)
@@ -318,54 +286,16 @@ static void conn_take_input(struct rh_conn *c, unsigned bid, uint32_t n)
     stop_reading(c);
 }
 
-/* ---- provided-buffer starvation ----
- * A recv that ended with -ENOBUFS waits here, oldest first, and is re-armed at a flush
- * when buffers are back in the ring (not in the same pass: that spins), at most one
- * connection per free buffer, so the connections waiting longest go first. */
-
-static void starved_push(struct rh_conn *c)
-{
-    struct rh_worker *w = c->w;
-    if (c->flags & C_STARVED)
-        return;
-    c->flags |= C_STARVED;
-    c->starved_next = NULL;
-    c->starved_prev = w->starved_tail;
-    if (w->starved_tail)
-        w->starved_tail->starved_next = c;
-    else
-        w->starved_head = c;
-    w->starved_tail = c;
-}
-
-static void starved_remove(struct rh_conn *c)
-{
-    struct rh_worker *w = c->w;
-    if (!(c->flags & C_STARVED))
-        return;
-    c->flags &= ~C_STARVED;
-    if (c->starved_prev)
-        c->starved_prev->starved_next = c->starved_next;
-    else
-        w->starved_head = c->starved_next;
-    if (c->starved_next)
-        c->starved_next->starved_prev = c->starved_prev;
-    else
-        w->starved_tail = c->starved_prev;
-    c->starved_prev = c->starved_next = NULL;
-}
-
-/* Between iterations every provided buffer is either held by a connection or back in the
- * ring (published right after this flush), so the count of free ones is exact. */
+/* Re-arms connections whose recv found the buffer ring empty: at a flush, when buffers are
+ * back (not in the pass that saw -ENOBUFS: that spins), oldest first, at most one per free
+ * buffer so a burst of them cannot empty the ring again at once (see conn_bufs.c). */
 static void rearm_starved(struct rh_worker *w)
 {
-    unsigned free_bufs = w->loop.bufs.count - w->held_total;
-    while (w->starved_head && free_bufs > 0) {
-        struct rh_conn *c = w->starved_head;
-        starved_remove(c);
+    for (unsigned free_bufs = starved_free_buffers(w); free_bufs > 0 && w->starved_head;
+         free_bufs--) {
+        struct rh_conn *c = starved_pop(w);
         if (!(c->flags & (C_CLOSING | C_RECV_ARMED | C_PEER_EOF)))
             arm_recv(c);
-        free_bufs--;
     }
 }
 
@@ -516,10 +446,10 @@ static bool conn_out_full(struct rh_conn *c)
 }
 
 /* A send made progress: below the low-water mark, wake a waiting streaming writer and
- * parse again. */
+ * parse (and read) again. */
 static void conn_out_progress(struct rh_conn *c)
 {
-    if (conn_out_queued(c) > RH_OUT_LOW || (c->flags & (C_CLOSING | C_PROCESSING)))
+    if (conn_out_queued(c) > RH_OUT_LOW || (c->flags & C_CLOSING))
         return;
     if (c->req && c->req->on_writable)
         resp_writable_ready(c->req);
@@ -556,8 +486,10 @@ static void on_send(struct rh_loop *loop, const struct io_uring_cqe *cqe)
         return;
     }
     conn_on_drained(c);
-    if (!(c->flags & C_CLOSING) && c->phase != PH_LINGER)
+    if (!(c->flags & C_CLOSING) && c->phase != PH_LINGER) {
+        conn_out_progress(c); /* a streaming writer waits for this */
         conn_process(c); /* held input may be waiting for room that output just freed */
+    }
 }
 
 void conn_mark_dirty(struct rh_conn *c)
@@ -634,7 +566,7 @@ void conn_process(struct rh_conn *c)
         drain_held(c);
         if (c->flags & (C_PAUSED | C_CLOSE_AFTER_SEND | C_CLOSING) || c->phase == PH_LINGER)
             break;
-        if (c->in_off == c->in_len || conn_out_full(c))
+        if (conn_out_full(c) || c->in_off == c->in_len) /* first: it refreshes C_OUT_FULL */
             break;
         int status = parse_execute(c);
         if (status > 0)

@@ -325,6 +325,15 @@ void worker_close_all(struct rh_worker *w, bool idle_only);
 void worker_abandon_requests(struct rh_worker *w); /* the ring is gone: orphan them all */
 void conn_arm_accept(struct rh_worker *w);
 
+/* conn_bufs.c: input waiting for room, and connections waiting for provided buffers */
+bool spill_append(struct rh_conn *c, const char *data, uint32_t n); /* false past the bound */
+uint32_t spill_take(struct rh_conn *c, char *dst, uint32_t room); /* bytes moved to dst */
+void spill_free(struct rh_conn *c);
+void starved_push(struct rh_conn *c); /* recv ended with -ENOBUFS: wait for buffers */
+void starved_remove(struct rh_conn *c);
+struct rh_conn *starved_pop(struct rh_worker *w); /* the oldest, or NULL */
+unsigned starved_free_buffers(const struct rh_worker *w);
+
 /* parse.c */
 void parse_conn_init(struct rh_conn *c);
 int parse_execute(struct rh_conn *c); /* parses from c->in_off; see parse.c */

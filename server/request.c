@@ -84,6 +84,8 @@ void req_deadline(struct rh_req *r)
     req_orphan(r);
     offload_cancel(r); /* not started: it never will; running: rh_offload_check says so */
     conn_fail(c, on_pool ? 504 : 500);
+    if ((c->flags & C_PAUSED) && !c->req && !(c->flags & C_CLOSING))
+        conn_close(c); /* no answer could be queued: nothing may follow on this connection */
 }
 
 void req_end(struct rh_req *r)

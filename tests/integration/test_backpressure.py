@@ -114,6 +114,36 @@ def test_pipelined_answers_resume_after_reading():
         s.close()
 
 
+def test_stream_writer_paced_by_the_reader():
+    """/stream writes until rh_resp_write says RH_RESP_FULL and goes on from
+    rh_resp_on_writable: 64 MiB to a client that reads nothing for a second cost the server
+    well under 16 MiB, then arrive whole and in order; a client that leaves mid-stream ends
+    it (the callback sees -ECONNRESET) and the server goes on."""
+    total = 64 << 20
+    with Server("--threads", "1") as srv:
+        timed_get(srv.port)
+        base = rss_kib(srv.proc.pid)
+        s = connect(srv.port, timeout=10)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.sendall(request("GET", "/stream?bytes=%d" % total))
+        time.sleep(1.0)
+        growth = (rss_kib(srv.proc.pid) - base) / 1024.0
+        check(growth < 16, "RSS grew by %.1f MiB while the reader waited" % growth)
+        r = Reader(s).read_response()
+        eq(r.status, 200, "stream status")
+        eq(len(r.body), total, "streamed length")
+        check(r.body[:32] == b"0123456789abcdef" * 2 and r.body[-16:] == b"0123456789abcdef",
+              "streamed bytes")
+        s.close()
+        for _ in range(3):  # leave mid-stream
+            s = connect(srv.port)
+            s.sendall(request("GET", "/stream?bytes=%d" % total))
+            s.recv(65536)
+            s.close()
+        time.sleep(0.3)
+        timed_get(srv.port)
+
+
 # ---- item 2: provided-buffer starvation ----------------------------------------------------
 
 def test_busy_connections_do_not_starve_the_ring():
