@@ -48,7 +48,10 @@ typedef struct rh_config {
     unsigned idle_timeout_ms;   /* keep-alive idle; close; default 60 s */
     unsigned write_timeout_ms;  /* a send that makes no progress; close; default 30 s */
     unsigned handler_timeout_ms; /* a request not answered this long after dispatch gets 500
-                                  * (504 while out on the pool); 0: none; default 60 s */
+                                  * (504 while out on the pool) and the connection closes
+                                  * after it; 0: none; default 60 s. The request stays valid
+                                  * for whoever holds it: answering it later (the answer is
+                                  * dropped) releases it, as when the client leaves. */
     unsigned drain_timeout_ms;  /* graceful stop; default 10 s */
     unsigned pool_threads;      /* 0: 2x CPUs, at least 4 */
     unsigned pool_queue;        /* 0: 1024 */
