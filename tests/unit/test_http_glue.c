@@ -313,6 +313,33 @@ static void test_handler_deadline_answers_500(void **state)
     done(f);
 }
 
+static rh_mw_result mw_suspend(rh_req *req, void *u)
+{
+    parked = req;
+    return RH_MW_SUSPEND;
+}
+
+/* A middleware that suspended and was not resumed in time: the same 500; resuming it later
+ * runs the handler on the detached request, whose answer is dropped. */
+static void test_handler_deadline_suspended_middleware(void **state)
+{
+    struct fake *f = new_fake(NULL);
+    f->srv.mw[0] = (rh_middleware){.name = "suspend", .before = mw_suspend};
+    f->srv.nmw = 1;
+    parked = NULL;
+    FEED(f, "GET /p HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_non_null(parked);
+    assert_int_equal(f->c.pbuf.len, 0);
+    rh_timer_cancel(&f->w.loop.wheel, &f->c.timer);
+    req_deadline(parked);
+    assert_int_equal(status_of(fake_out(f)), 500);
+    size_t len = f->c.pbuf.len;
+    rh_next(parked); /* the route's handler answers "Hello" into the void */
+    assert_int_equal(f->c.pbuf.len, len);
+    assert_null(f->w.orphans);
+    done(f);
+}
+
 static void no_deadline(rh_config *c) { c->handler_timeout_ms = 0; }
 
 static void test_handler_deadline_zero_is_none(void **state)
@@ -500,6 +527,7 @@ int main(void)
         cmocka_unit_test(test_output_backpressure_stops_parsing),
         cmocka_unit_test(test_stream_writer_backpressure),
         cmocka_unit_test(test_handler_deadline_answers_500),
+        cmocka_unit_test(test_handler_deadline_suspended_middleware),
         cmocka_unit_test(test_handler_deadline_zero_is_none),
         cmocka_unit_test(test_error_statuses),
         cmocka_unit_test(test_uri_and_header_limits),
