@@ -201,14 +201,16 @@ void req_dispatch(struct rh_req *r)
     struct rh_conn *c = r->conn;
     c->phase = PH_HANDLER;
     c->flags |= C_PAUSED;
-    unsigned deadline_ms = r->w->srv->cfg.handler_timeout_ms;
-    if (deadline_ms) /* the handler's deadline replaces the head's (see conn_on_timer) */
-        conn_arm_phase_deadline(c, deadline_ms);
-    else if (!(c->flags & C_SEND_INFLIGHT)) /* a write timeout stays */
+    if (!(c->flags & C_SEND_INFLIGHT)) /* the head's deadline ends; a write timeout does not */
         rh_timer_cancel(&r->w->loop.wheel, &c->timer);
     struct rh_ctx *prev = req_enter(r);
     mw_continue(r);
     req_leave(r, prev);
+    /* Still unanswered (r is alive only then: c->req == r): the handler's deadline starts.
+     * Armed here, not before the handler, so the common answer-at-once path costs no timer. */
+    unsigned deadline_ms = c->w->srv->cfg.handler_timeout_ms;
+    if (deadline_ms && c->req == r && !(r->flags & R_RESP_STARTED))
+        conn_arm_phase_deadline(c, deadline_ms);
 }
 
 void rh_next(rh_req *r)
