@@ -91,7 +91,7 @@ static void touch(rh_str s) /* every byte a slice claims must be readable */
 static void park(rh_req *r, enum fz_park_kind kind)
 {
     struct world *W = world_of(r->w);
-    FZ_CHECK(W->nparked < FZ_MAX_PARKED, "more parked requests than one connection allows");
+    FZ_CHECK(W->nparked < FZ_MAX_PARKED, "more parked requests than the input's connections allow");
     W->parked[W->nparked++] = (struct fz_parked){r, kind};
 }
 
@@ -457,6 +457,11 @@ static void world_sane(struct world *W)
     FZ_CHECK(!waiting || rh_timer_armed(&c->timer),
              "no timer armed in phase %d (flags 0x%x): the peer can hold the slot forever",
              c->phase, c->flags);
+    /* A request with its handler and unanswered has a deadline (--handler-timeout): nobody
+     * answering must not hold the connection forever. */
+    FZ_CHECK(c->phase != PH_HANDLER || !c->req || (c->req->flags & R_RESP_STARTED) ||
+                 (c->flags & C_CLOSING) || rh_timer_armed(&c->timer),
+             "an unanswered request with no handler deadline armed (flags 0x%x)", c->flags);
     /* Once an answer that closes is queued, the rest of the input is never parsed. */
     uint32_t unparsed = c->in_len - c->in_off;
     if (c->flags & C_CLOSE_AFTER_SEND) {
