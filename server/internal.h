@@ -140,7 +140,6 @@ enum rh_req_flag {
     R_CHUNKED = 1u << 10,
     R_FINISHED = 1u << 11, /* answered while still in use on the stack: release on leave */
     R_WRITABLE_QUEUED = 1u << 12, /* on the worker's writable list: on_writable runs soon */
-    R_ORPHAN_LISTED = 1u << 13,   /* on the worker's orphan list (released at stop) */
 };
 
 /* Pooled per worker; owned by its connection while attached (conn->req), and by whoever
@@ -164,6 +163,8 @@ struct rh_req {
     void *writable_udata;
     struct rh_req *writable_next;            /* the worker's writable list */
     struct rh_req *orphan_prev, *orphan_next; /* the worker's orphan list */
+    /* On that list. Not a flag: a request is orphaned while a pool thread may read flags. */
+    bool orphan_listed;
 
     const char *base;  /* start of the request head (in conn->in, or head_copy) */
     char *head_copy;   /* owned copy of the head once detached (mimalloc) */

@@ -42,7 +42,7 @@ static void orphan_unlink(struct rh_req *r)
         r->w->orphans = r->orphan_next;
     if (r->orphan_next)
         r->orphan_next->orphan_prev = r->orphan_prev;
-    r->flags &= ~R_ORPHAN_LISTED;
+    r->orphan_listed = false;
 }
 
 void req_orphan(struct rh_req *r)
@@ -50,8 +50,8 @@ void req_orphan(struct rh_req *r)
     struct rh_worker *w = r->w;
     req_detach_head(r); /* no-op when offloaded: done before it left */
     r->conn = NULL;
-    if (!(r->flags & R_ORPHAN_LISTED)) {
-        r->flags |= R_ORPHAN_LISTED;
+    if (!r->orphan_listed) {
+        r->orphan_listed = true;
         r->orphan_prev = NULL;
         r->orphan_next = w->orphans;
         if (w->orphans)
@@ -95,7 +95,7 @@ void req_end(struct rh_req *r)
     if (c && c->req == r)
         c->req = NULL;
     resp_writable_cancel(r);
-    if (r->flags & R_ORPHAN_LISTED)
+    if (r->orphan_listed)
         orphan_unlink(r);
     struct rh_ctx *prev = ctx_enter(&r->ctx); /* destructors may read their request */
     ctx_release(&r->ctx);
