@@ -23,6 +23,9 @@
 extern "C" {
 #endif
 
+/* The library is built with -fvisibility=hidden: what is declared here is its whole ABI. */
+#pragma GCC visibility push(default)
+
 #define RH_VERSION_STRING "0.1.0"
 
 typedef struct rh_server rh_server;
@@ -259,6 +262,8 @@ int rh_static_serve(rh_req *req, const char *prefix);
 
 /* The reason phrase for a status code ("Not Found"), or "Unknown". */
 const char *rh_status_reason(int status);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }
