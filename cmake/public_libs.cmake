@@ -21,7 +21,7 @@ target_include_directories(ringhttp_shared
     PUBLIC $<BUILD_INTERFACE:${CMAKE_SOURCE_DIR}/include> $<INSTALL_INTERFACE:include>)
 target_link_options(ringhttp_shared PRIVATE
     LINKER:--version-script=${CMAKE_SOURCE_DIR}/cmake/ringhttp.map LINKER:--no-undefined)
-target_link_libraries(ringhttp_shared PRIVATE PkgConfig::URING Threads::Threads ${CMAKE_DL_LIBS})
+target_link_libraries(ringhttp_shared PRIVATE ${RH_LINK_LIBS})
 
 set(RH_STATIC_DIR ${CMAKE_BINARY_DIR}/public)
 set(RH_STATIC ${RH_STATIC_DIR}/libringhttp.a)
@@ -43,6 +43,7 @@ install(TARGETS ringhttp_shared EXPORT ringhttpTargets
         LIBRARY DESTINATION lib INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(FILES ${RH_STATIC} DESTINATION lib)
 install(FILES include/ringhttp.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+list(JOIN RH_PC_REQUIRES " " RH_PC_REQUIRES_SPACED)
 configure_file(cmake/ringhttp.pc.in ${CMAKE_BINARY_DIR}/ringhttp.pc @ONLY)
 install(FILES ${CMAKE_BINARY_DIR}/ringhttp.pc DESTINATION lib/pkgconfig)
 
