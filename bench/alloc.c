@@ -89,11 +89,11 @@ static void measure(const char *what, void (*op)(uint64_t), uint64_t n)
 static void print_binding(void)
 {
     void *lib = dlopen("libmimalloc.so.2", RTLD_NOW | RTLD_NOLOAD);
-    bool (*in_heap)(const void *) =
-        lib ? (bool (*)(const void *))dlsym(lib, "mi_is_in_heap_region") : NULL;
+    bool (*owned)(const void *) =
+        lib ? (bool (*)(const void *))dlsym(lib, "mi_check_owned") : NULL;
     void *a = mi_malloc(64), *b = malloc(64);
-    printf("mi_*: %s; malloc: %s\n", in_heap && in_heap(a) ? "mimalloc" : "libc",
-           in_heap && in_heap(b) ? "mimalloc (overridden)" : "libc");
+    printf("mi_*: %s; malloc: %s\n", owned && owned(a) ? "mimalloc" : "libc",
+           owned && owned(b) ? "mimalloc (overridden)" : "libc");
     mi_free(a);
     free(b);
 }

@@ -66,9 +66,9 @@ static bool malloc_is_libc(void)
     void *mi = dlopen("libmimalloc.so.2", RTLD_NOW | RTLD_NOLOAD);
     if (!mi)
         return fail("libmimalloc not loaded: the library does not use it");
-    bool (*in_heap)(const void *) = (bool (*)(const void *))dlsym(mi, "mi_is_in_heap_region");
+    bool (*owned)(const void *) = (bool (*)(const void *))dlsym(mi, "mi_check_owned");
     void *p = malloc(200);
-    bool mimallocs = in_heap && in_heap(p);
+    bool mimallocs = owned && owned(p);
     free(p);
     dlclose(mi);
     return mimallocs ? fail("the program's malloc returned a mimalloc block") : true;

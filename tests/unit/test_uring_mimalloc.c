@@ -11,16 +11,16 @@
 #include <dlfcn.h>
 #include <mimalloc.h>
 
-static bool (*in_mimalloc_heap)(const void *p);
+static bool (*owned_by_mimalloc)(const void *p);
 
 static int find_mimalloc(void **state)
 {
     void *lib = dlopen("libmimalloc.so.2", RTLD_NOW | RTLD_NOLOAD); /* loaded by the shim */
     if (!lib)
         return -1;
-    in_mimalloc_heap = (bool (*)(const void *))dlsym(lib, "mi_is_in_heap_region");
+    owned_by_mimalloc = (bool (*)(const void *))dlsym(lib, "mi_check_owned");
     dlclose(lib);
-    return in_mimalloc_heap ? 0 : -1;
+    return owned_by_mimalloc ? 0 : -1;
 }
 
 static void test_mi_calls_reach_mimalloc(void **state)
@@ -30,13 +30,13 @@ static void test_mi_calls_reach_mimalloc(void **state)
                       mi_malloc_aligned(32, 128)};
     for (size_t i = 0; i < sizeof(blocks) / sizeof(blocks[0]); i++) {
         assert_non_null(blocks[i]);
-        assert_true(in_mimalloc_heap(blocks[i]));
+        assert_true(owned_by_mimalloc(blocks[i]));
     }
     assert_true(((uintptr_t)blocks[5] & 63) == 0 && ((uintptr_t)blocks[6] & 127) == 0);
     assert_int_equal(((char *)blocks[1])[63], 0);
     assert_string_equal(blocks[4], "abc");
     blocks[0] = mi_realloc(blocks[0], 10000);
-    assert_true(in_mimalloc_heap(blocks[0]));
+    assert_true(owned_by_mimalloc(blocks[0]));
     for (size_t i = 0; i < sizeof(blocks) / sizeof(blocks[0]); i++)
         mi_free(blocks[i]);
 }
@@ -45,7 +45,7 @@ static void test_program_malloc_is_not_mimalloc(void **state)
 {
     void *p = malloc(100);
     assert_non_null(p);
-    assert_false(in_mimalloc_heap(p));
+    assert_false(owned_by_mimalloc(p));
     free(p);
     Dl_info info;
     assert_true(dladdr(dlsym(RTLD_DEFAULT, "malloc"), &info) && info.dli_fname);
