@@ -5,8 +5,11 @@
 #     exported, a SONAME, no libmimalloc needed at link time;
 #   - tests/embed/collide.c (defines conn_close, parse_execute, router_match, llhttp_init; checks
 #     that its malloc is libc's) built with pkg-config (shared, and static), run;
-#   - every examples/*.c (or examples/NAME/*.c) and every ```c block of README.md built with
-#     pkg-config and run briefly (examples; --self-test when they have one);
+#   - every examples/*.c (or examples/NAME/ with its .c files: one program; a file
+#     examples/NAME/pkgs names the extra pkg-config modules it needs) and every ```c block of
+#     README.md built with pkg-config and run briefly: an example that handles --self-test
+#     (serve on port 0, ask itself, exit 0) runs that way, in its folder; one that does not
+#     must still be running after 1 s;
 #   - the same through find_package(ringhttp CONFIG) + ringhttp::ringhttp (and _static);
 #   - configuring with -DRH_TESTS=OFF -DRH_BENCH=OFF (what `make install` does) leaves no
 #     test or benchmark target.
@@ -82,8 +85,7 @@ cp "$source_dir/tests/embed/collide.c" "$programs/collide/"
 for ex in "$source_dir"/examples/*; do
     name=example_$(basename "$ex" .c)
     if [ -d "$ex" ]; then
-        mkdir -p "$programs/$name" && cp "$ex"/*.c "$programs/$name/"
-        [ -f "$ex/pkgs" ] && cp "$ex/pkgs" "$programs/$name/"
+        mkdir -p "$programs/$name" && cp -r "$ex"/. "$programs/$name/"
     elif [ "${ex%.c}" != "$ex" ]; then
         mkdir -p "$programs/$name" && cp "$ex" "$programs/$name/"
     fi
@@ -108,12 +110,12 @@ build_pkgconfig() { # build_pkgconfig DIR OUT [--static]
     fi
 }
 
-run_briefly() { # run_briefly BINARY SOURCE_DIR: --self-test if it has one, else 1 s alive
+run_briefly() { # run_briefly BINARY DIR: in DIR, --self-test if it has one, else 1 s alive
     local bin=$1
     if grep -q -- '--self-test' "$2"/*.c; then
-        timeout 20 "$bin" --self-test
+        (cd "$2" && timeout 20 "$bin" --self-test)
     else
-        timeout 1 "$bin"
+        (cd "$2" && timeout 1 "$bin")
         local rc=$?
         [ $rc -eq 124 ] || [ $rc -eq 0 ]
     fi
