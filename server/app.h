@@ -1,5 +1,5 @@
 /* server/app.h: the application toolkit's private interface (app.c, params.c, cookie.c,
- * json.c, test_client.c) and the few hooks the core calls into it.
+ * json.c, testclient.c) and the few hooks the core calls into it.
  *
  * Owns: the error handler, the middleware scoped to path prefixes, lane start/stop hooks,
  * the per-request ring timer. The core keeps no toolkit state of its own beyond a pointer

@@ -1,4 +1,4 @@
-"""The todo binary itself (examples/todo/main.c): flags, a request end to end over HTTP,
+"""The todo binary itself (examples/todo/main.c): flags, --self-test, a request over HTTP,
 SIGTERM exits 0, and the data is in the SQLite file for the next start. The API contract is
 tested in-process by test_todo.c; this checks only what main.c adds.
 
@@ -50,6 +50,11 @@ def main():
     args = ap.parse_args()
     usage = subprocess.run([args.todo, "--port", "1"], capture_output=True, text=True, timeout=10)
     assert usage.returncode == 2 and "usage" in usage.stderr, "no token must be refused"
+    with tempfile.TemporaryDirectory() as tmp:
+        st = subprocess.run([args.todo, "--self-test"], capture_output=True, text=True,
+                            timeout=30, cwd=tmp)
+        assert st.returncode == 0 and '"self-test"' in st.stdout, st
+        assert os.listdir(tmp) == [], "the scratch database is removed: %r" % os.listdir(tmp)
     with tempfile.TemporaryDirectory() as tmp:
         db = os.path.join(tmp, "todo.db")
         p, port = start(args.todo, db)
