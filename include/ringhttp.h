@@ -386,7 +386,9 @@ int rh_respond_json(rh_req *req, int status, struct json_t *doc);
  * the request current; it may answer, write to a started stream, or arm the timer again
  * (periodic output without a pool thread). One timer per request: arming replaces the
  * previous one. The timer is cancelled when the request ends, and a request that waits
- * only for its timer ends when the client leaves (fn is not called). Ring thread only:
+ * only for its timer ends when the client leaves (fn is not called). The handler deadline
+ * (handler_timeout_ms) still holds until the answer starts: a longer wait gets its 500
+ * first, and fn then answers into the void; a started stream is not limited. Ring thread:
  * -EPERM from a pool thread, -EALREADY once the request ended. */
 typedef void (*rh_timer_fn)(rh_req *req, void *arg);
 int rh_req_timer(rh_req *req, unsigned delay_ms, rh_timer_fn fn, void *arg);
