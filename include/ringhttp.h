@@ -60,6 +60,14 @@ typedef struct rh_config {
                                  * wake-up (kernel 6.12+; 0: off, the default) */
     const char *access_log;     /* a file path, "-" for stdout, NULL or "off": none */
     bool quiet;                 /* no start-up line on stderr */
+    /* Deployment (see "drain, upgrade, socket activation" below). */
+    unsigned drain_grace_ms;    /* rh_server_stop: /healthz says 503 and responses carry
+                                 * Connection: close for this long while the server still
+                                 * accepts, then the drain; 0 (the default): drain at once */
+    const int *listen_fds;      /* listening sockets to serve instead of binding host:port
+                                 * (every ring accepts from each); NULL: bind our own */
+    unsigned listen_fds_count;  /* at most RH_MAX_LISTEN_FDS */
+    const char *pid_file;       /* written once serving, removed at free if still ours */
 } rh_config;
 
 /* Fills cfg with the defaults above. */
@@ -94,6 +102,41 @@ int rh_server_reopen_logs(rh_server *srv);
 unsigned rh_server_threads(const rh_server *srv);
 /* The bound port (useful with port 0), valid after rh_server_start. */
 uint16_t rh_server_port(const rh_server *srv);
+
+/* ---- drain, upgrade, socket activation ----
+ * A balancer-friendly stop: with drain_grace_ms, rh_server_stop first starts the grace
+ * (health routes answer 503 at once, responses carry Connection: close, listeners still
+ * accept), then the drain of rh_server_stop. rh_server_shutdown picks how; a later call may
+ * only make a running stop faster (GRACEFUL -> DRAIN). Any thread; async-signal-safe. */
+typedef enum rh_stop_how {
+    RH_STOP_GRACEFUL = 1, /* grace (drain_grace_ms), then drain: what rh_server_stop does */
+    RH_STOP_DRAIN,        /* skip the grace: stop accepting and drain now */
+    RH_STOP_HANDOFF,      /* a successor serves the same sockets: stop accepting now, keep
+                           * health at 200, Connection: close for the grace, then drain */
+} rh_stop_how;
+void rh_server_shutdown(rh_server *srv, rh_stop_how how);
+/* true once a GRACEFUL or DRAIN stop began: what a health check should report as 503. */
+bool rh_server_draining(const rh_server *srv);
+/* GET path (NULL: "/healthz"): 200 "ok" while serving, 503 "draining" once stopping. */
+int rh_health_route(rh_server *srv, const char *path);
+
+#define RH_MAX_LISTEN_FDS 32
+/* Socket activation (the sd_listen_fds protocol, by hand): if LISTEN_PID is this process,
+ * takes the LISTEN_FDS sockets from fd 3 on (they must be listening stream sockets; they get
+ * FD_CLOEXEC), clears the variables and returns how many (0 if none were passed); put them
+ * in rh_config.listen_fds. -EINVAL for a malformed or non-listening set, -E2BIG past cap. */
+int rh_listen_fds_from_env(int *fds, unsigned cap);
+/* The server's listening sockets (its own, or those it was given), to pass on. Returns the
+ * count (at most cap). Valid while running and not stopping. */
+int rh_server_listen_fds(const rh_server *srv, int *fds, unsigned cap);
+/* Zero-downtime upgrade (nginx's SIGUSR2): starts path with argv (and this environment)
+ * inheriting the listening sockets as LISTEN_FDS, and waits up to timeout_ms until it
+ * serves: a ringhttp server started on rh_listen_fds_from_env's sockets reports that from
+ * rh_server_start (after writing its pid file). Returns the new process's pid; the caller
+ * then stops this server with RH_STOP_HANDOFF. On failure (-errno: the exec failed, it
+ * exited, or the timeout passed and it was killed) this server is untouched and serving. */
+int rh_server_upgrade(rh_server *srv, const char *path, char *const argv[],
+                      unsigned timeout_ms);
 
 /* ---- the request ---- */
 rh_str rh_req_method(const rh_req *req); /* "GET" */

@@ -55,11 +55,6 @@ static void on_echo(rh_req *req, void *udata)
     rh_respond(req, 200, ct, body.ptr, body.len);
 }
 
-static void on_healthz(rh_req *req, void *udata)
-{
-    RESPOND_LIT(req, 200, "text/plain", "ok\n");
-}
-
 /* /blocking?ms=N: sleeps on a pool thread in 5 ms steps, checking its deadline so a
  * --pool-timeout overrun stops it (the ring then answers 504). With cooperate=0 it sleeps
  * without checking, like a driver call that cannot be interrupted. */
@@ -167,7 +162,7 @@ int demo_routes_add(rh_server *srv, bool with_index)
     ret = ret ? ret : rh_route(srv, "GET", "/json", on_json, NULL);
     ret = ret ? ret : rh_route(srv, "POST", "/echo", on_echo, NULL);
     ret = ret ? ret : rh_route(srv, "PUT", "/echo", on_echo, NULL);
-    ret = ret ? ret : rh_route(srv, "GET", "/healthz", on_healthz, NULL);
+    ret = ret ? ret : rh_health_route(srv, "/healthz"); /* 503 once stopping */
     ret = ret ? ret : rh_route_blocking(srv, "GET", "/blocking", on_blocking, NULL, NULL);
     ret = ret ? ret : db_create();
     ret = ret ? ret : rh_lane_declare(srv, "db", 1024);
