@@ -1,11 +1,13 @@
-"""HAProxy in front of two ringhttp instances on 127.0.0.1, with its default retry policy
-(retries 3, option redispatch, no retry-on) and health checks on /healthz: a rolling restart
-(SIGTERM, restart, in turn) under keep-alive load for 12 s must cost the client nothing: 0
+"""HAProxy (deploy/haproxy.cfg) in front of two ringhttp instances on 127.0.0.1, with its
+default retry policy (retries 3, option redispatch, no retry-on) and health checks on
+/healthz: a rolling restart (SIGTERM, restart, in turn) under keep-alive load for 12 s
+must cost the client nothing: 0
 errors and 0 non-2xx. The instances run with the binary's default --drain-grace (2 s):
 HAProxy must see the draining instance's /healthz fail and take it out while it still
 serves. Skips when haproxy is not installed (scripts/install-deps installs it)."""
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -45,43 +47,28 @@ def free_low_port(used):
     raise H.TestFailure("no free port below %d" % low)
 
 
-CONFIG = """\
-global
-    maxconn 4000
-
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-    timeout http-keep-alive 10s
-    retries 3
-    option redispatch
-    default-server inter 100ms fall 2 rise 2
-
-frontend fe
-    bind {host}:{fe}
-    default_backend ringhttp
-
-backend ringhttp
-    balance roundrobin
-    option httpchk GET /healthz
-    http-check expect status 200
-    server a {host}:{a} check
-    server b {host}:{b} check
-
-frontend stats
-    bind {host}:{stats}
-    stats enable
-    stats uri /stats
-"""
+def config(ports):
+    """deploy/haproxy.cfg, the configuration we ship, pointed at the test's ports."""
+    with open(os.path.join(H.ARGS.source_dir, "deploy", "haproxy.cfg")) as f:
+        text = f.read()
+    subs = [
+        (r"maxconn \d+", "maxconn 2000"),
+        (r"bind :80\n", "bind {host}:{fe}\n"),
+        (r"    server web1 .*\n    server web2 .*\n",
+         "    server a {host}:{a} check\n    server b {host}:{b} check\n"),
+        (r"bind 127\.0\.0\.1:8404\n", "bind {host}:{stats}\n"),
+    ]
+    for pattern, repl in subs:
+        text, n = re.subn(pattern, repl.format(host=H.HOST, **ports), text)
+        eq(n, 1, "lines matching %r in deploy/haproxy.cfg" % pattern)
+    return text
 
 
 class HAProxy:
     def __init__(self, tmp, ports):
         self.path = os.path.join(tmp, "haproxy.cfg")
         with open(self.path, "w") as f:
-            f.write(CONFIG.format(host=H.HOST, **ports))
+            f.write(config(ports))
         self.stats_port = ports["stats"]
         self.proc = None
 
