@@ -1,6 +1,7 @@
 /* ringhttp: an io_uring HTTP/1.1 server, as a library.
  *
- * One ring per core, each on its own thread with its own SO_REUSEPORT listener. A request is
+ * One ring per core, each on its own thread with its own SO_REUSEPORT listener (or, with
+ * sockets handed over by systemd or an upgrade, every ring accepting from each). A request is
  * handled on the ring thread that accepted its connection; handlers must not block (hand
  * blocking work to the pool with rh_offload, or register the route with rh_route_blocking).
  *
@@ -87,14 +88,17 @@ typedef void (*rh_handler_fn)(rh_req *req, void *udata);
 int rh_route(rh_server *srv, const char *method, const char *pattern, rh_handler_fn fn,
              void *udata);
 
-/* Binds the listeners and starts the ring threads; returns once they serve. */
+/* Binds the listeners (or takes rh_config.listen_fds) and starts the ring threads; returns
+ * once they serve, after writing rh_config.pid_file. Started by rh_server_upgrade, it then
+ * tells its predecessor that it serves. */
 int rh_server_start(rh_server *srv);
 /* Waits until the server has stopped; returns 0 or the first ring's error. */
 int rh_server_wait(rh_server *srv);
 /* rh_server_start + rh_server_wait. */
 int rh_server_run(rh_server *srv);
-/* Asks every ring to stop: stop accepting, finish in-flight requests within the drain
- * timeout, close. Returns at once. Any thread; async-signal-safe. */
+/* Asks every ring to stop: after the grace (rh_config.drain_grace_ms, if any) stop
+ * accepting, finish in-flight requests within the drain timeout, close. Returns at once. Any
+ * thread; async-signal-safe. rh_server_shutdown(srv, RH_STOP_GRACEFUL). */
 void rh_server_stop(rh_server *srv);
 /* Reopens the access log file (after rotation; the binary does it on SIGHUP). Any thread. */
 int rh_server_reopen_logs(rh_server *srv);
