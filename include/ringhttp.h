@@ -67,7 +67,8 @@ typedef struct rh_config {
                                  * accepts, then the drain; 0 (the default): drain at once */
     const int *listen_fds;      /* listening sockets to serve instead of binding host:port
                                  * (every ring accepts from each); NULL: bind our own */
-    unsigned listen_fds_count;  /* at most RH_MAX_LISTEN_FDS */
+    unsigned listen_fds_count;  /* at most RH_MAX_LISTEN_FDS; the server owns them from
+                                 * rh_server_new (closes them when it stops accepting) */
     const char *pid_file;       /* written once serving, removed at free if still ours */
 } rh_config;
 

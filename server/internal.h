@@ -282,6 +282,7 @@ struct rh_server {
     atomic_uint listen_holders;
     atomic_bool listen_closed;
     atomic_int stop_how; /* drain.c: 0, or the rh_stop_how of rh_server_shutdown */
+    int ready_fd; /* upgrade.c: the predecessor's pipe, written once serving; -1: none */
 };
 
 /* A slot in use. Slots never used are all zero (their pages untouched), freed ones have
@@ -381,6 +382,7 @@ bool drain_grace_over(struct rh_worker *w);
 /* upgrade.c */
 int pid_file_write(rh_server *srv);
 void pid_file_remove(rh_server *srv);
+int upgrade_take_ready_fd(const rh_config *cfg); /* from the environment, or -1 */
 void upgrade_notify_ready(rh_server *srv); /* tell the predecessor we serve */
 
 /* access_log.c */

@@ -89,9 +89,8 @@ int listeners_open(rh_server *srv)
     const rh_config *cfg = &srv->cfg;
     if (cfg->listen_fds_count == 0)
         return open_own(srv);
-    /* Copied into listen_fds by rh_server_new; ours from here on: the server closes them
-     * (see listeners_worker_stop). */
-    srv->nlisten = cfg->listen_fds_count;
+    /* Copied into listen_fds (nlisten) by rh_server_new; the server closes them (see
+     * listeners_worker_stop). */
     atomic_store(&srv->listen_holders, srv->nworkers);
     srv->bound_port = bound_port(srv->listen_fds[0]);
     return 0;

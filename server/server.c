@@ -67,9 +67,11 @@ int rh_server_new(const rh_config *cfg, rh_server **out)
     srv->cfg.host = mi_strdup(cfg->host ? cfg->host : "127.0.0.1");
     srv->log_path = cfg->access_log ? mi_strdup(cfg->access_log) : NULL;
     srv->cfg.pid_file = cfg->pid_file ? mi_strdup(cfg->pid_file) : NULL;
-    srv->cfg.listen_fds = srv->listen_fds; /* copied: the caller's array may go */
-    if (srv->cfg.listen_fds_count)
-        memcpy(srv->listen_fds, cfg->listen_fds, sizeof(int) * srv->cfg.listen_fds_count);
+    srv->cfg.listen_fds = srv->listen_fds; /* copied, and ours from here on (listeners.c) */
+    srv->nlisten = srv->cfg.listen_fds_count;
+    if (srv->nlisten)
+        memcpy(srv->listen_fds, cfg->listen_fds, sizeof(int) * srv->nlisten);
+    srv->ready_fd = upgrade_take_ready_fd(&srv->cfg);
     srv->log_fd = -1;
     srv->routes = router_new();
     pthread_mutex_init(&srv->start_lock, NULL);
@@ -326,6 +328,8 @@ void rh_server_free(rh_server *srv)
     mi_free((char *)srv->cfg.pid_file);
     if (srv->log_fd >= 0)
         close(srv->log_fd);
+    if (srv->ready_fd >= 0)
+        close(srv->ready_fd); /* never served: the predecessor sees EOF and goes on */
     mi_free(srv->log_path);
     mi_free(srv);
 }

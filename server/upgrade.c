@@ -72,22 +72,32 @@ void pid_file_remove(rh_server *srv)
 
 /* ---- the new process's side ---- */
 
-void upgrade_notify_ready(rh_server *srv)
+/* At rh_server_new, before any thread of ours runs (the environment is not thread-safe):
+ * the predecessor's pipe, only with inherited sockets and only if it is a pipe. */
+int upgrade_take_ready_fd(const rh_config *cfg)
 {
     const char *s = getenv(READY_ENV);
     if (!s)
-        return;
+        return -1;
     int fd = atoi(s);
     unsetenv(READY_ENV); /* not for our own children */
     struct stat st;
-    /* Only with inherited sockets (a predecessor's), and only to a pipe. */
-    if (srv->nlisten == 0 || fd < SD_LISTEN_FDS_START || fstat(fd, &st) < 0 ||
+    if (cfg->listen_fds_count == 0 || fd < SD_LISTEN_FDS_START || fstat(fd, &st) < 0 ||
         !S_ISFIFO(st.st_mode))
+        return -1;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return fd;
+}
+
+void upgrade_notify_ready(rh_server *srv)
+{
+    if (srv->ready_fd < 0)
         return;
     char one = '1';
-    ssize_t n = write(fd, &one, 1);
+    ssize_t n = write(srv->ready_fd, &one, 1);
     (void)n; /* the predecessor gone or given up: nothing to tell */
-    close(fd);
+    close(srv->ready_fd);
+    srv->ready_fd = -1;
 }
 
 /* ---- the old process's side ---- */
@@ -153,7 +163,7 @@ static void child_exec(const char *path, char *const argv[], struct child_env *c
 {
     sigset_t none;
     sigemptyset(&none);
-    pthread_sigmask(SIG_SETMASK, &none, NULL); /* the parent blocks signals for sigwait */
+    sigprocmask(SIG_SETMASK, &none, NULL); /* the parent blocks signals for sigwait */
     signal(SIGPIPE, SIG_DFL);
     int high[RH_MAX_LISTEN_FDS + 1];
     int lowest = SD_LISTEN_FDS_START + (int)n + 1;
