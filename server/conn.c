@@ -603,8 +603,8 @@ static void on_accept(struct rh_loop *loop, const struct io_uring_cqe *cqe)
     if (cqe->res >= 0) {
         /* Accepted before the accept's cancel landed: served even while draining (with
          * Connection: close), since a successor sharing the socket cannot take it over. */
-        if (w->free_top == 0)
-            close(cqe->res); /* over the connection limit: refuse rather than fail later */
+        if (w->free_top == 0 || loop->finishing)
+            close(cqe->res); /* over the connection limit (or the ring's end): refuse */
         else
             conn_open(w, cqe->res);
     }

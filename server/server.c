@@ -164,7 +164,9 @@ static void worker_loop(struct rh_worker *w)
             begin_drain(w); /* after the grace, if any (drain.c) */
         if (w->draining) {
             worker_close_all(w, true); /* connections that became idle since */
-            if (w->open_conns == 0 || w->loop.now_ms >= w->drain_deadline_ms)
+            /* accept_armed: an accept's cancel still out may yet bring a connection */
+            if ((w->open_conns == 0 && !w->accept_armed) ||
+                w->loop.now_ms >= w->drain_deadline_ms)
                 break;
             if (!w->loop.timer_armed && !w->loop.wheel.count) /* wake to check the deadline */
                 rh_loop_timer_arm(&w->loop, &w->accept_timer, RH_WHEEL_TICK_MS);
