@@ -107,7 +107,8 @@ int listeners_open(rh_server *srv)
 
 static void accept_nudge(struct rh_timer *t)
 {
-    struct rh_worker *w = (struct rh_worker *)((char *)t - offsetof(struct rh_worker, accept_nudge));
+    struct rh_worker *w =
+        (struct rh_worker *)((char *)t - offsetof(struct rh_worker, accept_nudge));
     if (w->accept_stopped)
         return;
     uint32_t quiet = w->accept_armed & ~w->accept_seen;

@@ -30,6 +30,7 @@ class Load:
         self.statuses = collections.Counter()  # non-2xx answers by status
         self.errors = []  # (seconds since start, repr of the failure)
         self.per_second = collections.Counter()  # successful answers per whole second
+        self.max_latency = 0.0  # of a successful request, connect included
         self._stop = threading.Event()
         self._workers = []
         self.t0 = None
@@ -50,9 +51,10 @@ class Load:
             t.join(self.timeout + 5)
         return self
 
-    def _record(self, status=None, error=None):
+    def _record(self, status=None, error=None, latency=0.0):
         now = time.monotonic() - self.t0
         with self.lock:
+            self.max_latency = max(self.max_latency, latency if error is None else 0.0)
             if error is not None:
                 self.errors.append((round(now, 3), error))
             elif 200 <= status < 300:
@@ -64,6 +66,7 @@ class Load:
     def _one(self, conn):
         """One request on conn (sock, reader) or a new connection; returns the connection to
         reuse, or None."""
+        t0 = time.monotonic()
         if conn is None:
             s = socket.create_connection((H.HOST, self.port), timeout=self.timeout)
             s.settimeout(self.timeout)
@@ -72,7 +75,7 @@ class Load:
         s, reader = conn
         s.sendall(self.raw)
         r = reader.read_response()
-        self._record(status=r.status)
+        self._record(status=r.status, latency=time.monotonic() - t0)
         if not self.keepalive or r.closes():
             s.close()
             return None
@@ -95,8 +98,9 @@ class Load:
 
     def summary(self):
         with self.lock:
-            return ("%d ok, %d non-2xx %s, %d errors%s"
-                    % (self.ok, sum(self.statuses.values()), dict(self.statuses),
+            return ("%d ok (slowest %.0f ms), %d non-2xx %s, %d errors%s"
+                    % (self.ok, self.max_latency * 1000, sum(self.statuses.values()),
+                       dict(self.statuses),
                        len(self.errors), (" (first: %r)" % self.errors[:5]) if self.errors else ""))
 
     def ok_since(self, t):
