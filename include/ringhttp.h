@@ -131,15 +131,16 @@ int rh_health_route(rh_server *srv, const char *path);
  * FD_CLOEXEC), clears the variables and returns how many (0 if none were passed); put them
  * in rh_config.listen_fds. -EINVAL for a malformed or non-listening set, -E2BIG past cap. */
 int rh_listen_fds_from_env(int *fds, unsigned cap);
-/* The server's listening sockets (its own, or those it was given), to pass on. Returns the
- * count (at most cap). Valid while running and not stopping. */
+/* The server's listening sockets (its own, or those it was given), to pass on: fills at
+ * most cap and returns how many there are. Valid while running and not stopping. */
 int rh_server_listen_fds(const rh_server *srv, int *fds, unsigned cap);
 /* Zero-downtime upgrade (nginx's SIGUSR2): starts path with argv (and this environment)
  * inheriting the listening sockets as LISTEN_FDS, and waits up to timeout_ms until it
  * serves: a ringhttp server started on rh_listen_fds_from_env's sockets reports that from
  * rh_server_start (after writing its pid file). Returns the new process's pid; the caller
- * then stops this server with RH_STOP_HANDOFF. On failure (-errno: the exec failed, it
- * exited, or the timeout passed and it was killed) this server is untouched and serving. */
+ * then stops this server with RH_STOP_HANDOFF. On failure (-errno: more sockets than
+ * RH_MAX_LISTEN_FDS (-E2BIG), the exec failed, it exited, or the timeout passed and it was
+ * killed) this server is untouched and serving. */
 int rh_server_upgrade(rh_server *srv, const char *path, char *const argv[],
                       unsigned timeout_ms);
 

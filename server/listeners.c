@@ -189,13 +189,17 @@ int rh_server_listen_fds(const rh_server *srv, int *fds, unsigned cap)
     if (srv->nlisten) {
         if (atomic_load(&((rh_server *)srv)->listen_closed))
             return 0;
-        for (unsigned i = 0; i < srv->nlisten && n < cap; i++)
-            fds[n++] = srv->listen_fds[i];
+        for (unsigned i = 0; i < srv->nlisten; i++, n++)
+            if (n < cap)
+                fds[n] = srv->listen_fds[i];
         return (int)n;
     }
-    for (unsigned i = 0; srv->workers && i < srv->nworkers && n < cap; i++)
-        if (srv->workers[i].listen_fd >= 0)
-            fds[n++] = srv->workers[i].listen_fd;
+    for (unsigned i = 0; srv->workers && i < srv->nworkers; i++)
+        if (srv->workers[i].listen_fd >= 0) {
+            if (n < cap)
+                fds[n] = srv->workers[i].listen_fd;
+            n++;
+        }
     return (int)n;
 }
 

@@ -237,6 +237,9 @@ int rh_server_upgrade(rh_server *srv, const char *path, char *const argv[],
     int n = rh_server_listen_fds(srv, fds, RH_MAX_LISTEN_FDS);
     if (n <= 0)
         return -EBADF;
+    if (n > RH_MAX_LISTEN_FDS)
+        return -E2BIG; /* more rings than a successor takes sockets: passing some would
+                        * strand the connections queued on the others */
     struct child_env ce;
     int pipefd[2];
     int ret = child_env_build(&ce, (unsigned)n);
