@@ -48,6 +48,11 @@ typedef struct rh_config {
     unsigned body_timeout_ms;   /* between body reads; 408; default 30 s */
     unsigned idle_timeout_ms;   /* keep-alive idle; close; default 60 s */
     unsigned write_timeout_ms;  /* a send that makes no progress; close; default 30 s */
+    unsigned handler_timeout_ms; /* a request not answered this long after dispatch gets 500
+                                  * (504 while out on the pool) and the connection closes
+                                  * after it; 0: none; default 60 s. The request stays valid
+                                  * for whoever holds it: answering it later (the answer is
+                                  * dropped) releases it, as when the client leaves. */
     unsigned drain_timeout_ms;  /* graceful stop; default 10 s */
     unsigned pool_threads;      /* 0: 2x CPUs, at least 4 */
     unsigned pool_queue;        /* 0: 1024 */
@@ -172,10 +177,25 @@ int rh_resp_header(rh_req *req, const char *name, const char *value);
 int rh_respond(rh_req *req, int status, const char *content_type, const void *body,
                size_t len);
 /* Streaming: sends the head with chunked encoding (close-delimited for HTTP/1.0), then
- * rh_resp_write chunks, then rh_resp_end. Output is buffered and sent from the ring. */
+ * rh_resp_write chunks, then rh_resp_end. Output is buffered and sent from the ring.
+ * Back-pressure, like h2o's generators (proceed/stop): rh_resp_write copies the chunk and
+ * returns 0 while the writer may go on, RH_RESP_FULL (> 0) once the connection's queued
+ * output is past its high-water mark (256 KiB): the chunk is queued, but write no more;
+ * call rh_resp_on_writable and continue from its callback. -ENOBUFS (nothing queued) past
+ * a hard bound of 16 MiB queued, so a writer that ignores the signal cannot grow memory
+ * without limit. Ring thread. */
+enum { RH_RESP_FULL = 1 };
 int rh_resp_start(rh_req *req, int status, const char *content_type);
 int rh_resp_write(rh_req *req, const void *data, size_t len);
 int rh_resp_end(rh_req *req);
+/* Calls fn(req, status, udata) once, on the ring thread outside any handler, when the
+ * queued output has drained below the low-water mark (64 KiB; at the next loop iteration if
+ * it is below already): status 0, write more. status -ECONNRESET: the client has gone; end
+ * the response (rh_resp_end) without writing more. One callback at a time (a new one
+ * replaces the old). 0; -EINVAL before rh_resp_start; -ENOTSUP on a pool thread;
+ * -ECONNRESET if the client has gone already (fn is not called). */
+typedef void (*rh_writable_fn)(rh_req *req, int status, void *udata);
+int rh_resp_on_writable(rh_req *req, rh_writable_fn fn, void *udata);
 /* Whether the request has been answered (rh_respond or rh_resp_start). */
 bool rh_resp_started(const rh_req *req);
 
