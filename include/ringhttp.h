@@ -9,10 +9,29 @@
  * are copied unless said otherwise; rh_str slices point into the request and stay valid until
  * the request ends (its response is sent or it is abandoned).
  *
- * Thread rules: rh_server_* set-up calls (rh_route, rh_use, ...) before rh_server_start, from
- * one thread. rh_server_stop from any thread or a signal handler. rh_req_* and rh_resp_* on
- * the request's ring thread (inside a handler, middleware or done callback), or on the pool
- * thread while it runs that request's blocking handler. */
+ * Threads. "Ring": the request's ring thread, inside a handler, a middleware's before or
+ * after, a done callback. "Work": a pool thread while it runs the request's work function
+ * or blocking handler; there the request is lent to that thread, and so it stays inside a
+ * function run by rh_call_on_ring (on the ring, while the pool thread waits).
+ *   rh_config_init, rh_status_reason ........ any thread
+ *   rh_server_new, rh_route*, rh_use*, rh_lane_declare, rh_static_route, rh_metrics_route,
+ *   rh_use_request_id, rh_ctx_key_new ........ set-up: before rh_server_start, one thread
+ *   rh_server_start, _run, _wait, _free ..... the thread that owns the server, never a
+ *                                              ring or pool thread (they wait for those)
+ *   rh_server_stop ........................... any thread, signal handlers
+ *   rh_server_reopen_logs, _port, _threads ... any thread (port, threads: after start)
+ *   rh_req_* (reading the request) ........... ring or work (rh_req_peer gives "-" in work)
+ *   rh_respond, rh_resp_header, rh_resp_started  ring or work; in work the answer is kept
+ *                                              and sent by the ring once the work returns
+ *   rh_resp_start, _write, _end .............. ring only: -ENOTSUP in work and in rh_call_on_ring
+ *   rh_offload, rh_offload_lane, rh_next, rh_static_serve  ring only, never from work
+ *   rh_offload_check, rh_call_on_ring ........ work only (0, and -EPERM, elsewhere)
+ *   rh_ctx_get, rh_ctx_set, rh_current_req, rh_request_id(NULL)  any thread: they act on the
+ *                                              calling thread's current request, if any
+ *   rh_req_ctx_get, rh_req_ctx_set ........... ring or work of that request
+ * A middleware whose before calls rh_offload (or _lane) and gets a negative value returns
+ * RH_MW_DONE: the request is answered already (503 with Retry-After, 500 for an unknown
+ * lane), its done callback never runs, and nothing may touch the request again. */
 #ifndef RINGHTTP_H
 #define RINGHTTP_H
 
@@ -23,6 +42,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The library is built with -fvisibility=hidden: what is declared here is its whole ABI. */
+#pragma GCC visibility push(default)
 
 #define RH_VERSION_STRING "0.1.0"
 
@@ -328,6 +350,8 @@ int rh_static_serve(rh_req *req, const char *prefix);
 
 /* The reason phrase for a status code ("Not Found"), or "Unknown". */
 const char *rh_status_reason(int status);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }
