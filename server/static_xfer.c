@@ -279,10 +279,10 @@ static void poll_out(struct static_xfer *x, struct rh_conn *c)
     arm_write_timer(c);
 }
 
-/* sendfile(2) windows until the body is sent, the socket is full (then POLLOUT through the
- * ring) or a window is cold (then one io-wq unit). Ends with an op in flight, the body
- * sent, or x->failed. */
-static void pump_sendfile(struct static_xfer *x, struct rh_conn *c)
+/* One sendfile(2) window, then POLLOUT through the ring for the next (it completes at once
+ * while the socket has room); a cold window: one io-wq unit instead. Ends with an op in flight, the body
+ * sent, or x->failed. checked: the first window was just found resident. */
+static void pump_sendfile(struct static_xfer *x, struct rh_conn *c, bool checked)
 {
     if (x->pipe_bytes || x->chunk_sent < x->chunk_len) { /* a cold unit still draining */
         pump_cold(x, c);
@@ -294,16 +294,21 @@ static void pump_sendfile(struct static_xfer *x, struct rh_conn *c)
             return;
         }
         uint64_t want = x->left < SENDFILE_MAX ? x->left : SENDFILE_MAX;
-        if (!window_resident(x, want)) {
+        if (!checked && !window_resident(x, want)) {
             pump_cold(x, c);
             return;
         }
+        checked = false;
         off_t off = (off_t)x->off;
         ssize_t n = sendfile(c->fd, x->e->fd, &off, want);
         if (n > 0) {
             x->off += (uint64_t)n;
             x->left -= (uint64_t)n;
-            x->want_poll = (uint64_t)n < want; /* short: the socket buffer is full */
+            /* Short: the socket buffer is full. Whole: the next window still waits for a
+             * POLLOUT (at once when there is room), so one fast reader of a big file
+             * cannot keep the ring thread from its other connections for more than a
+             * window. */
+            x->want_poll = true;
         } else if (n < 0 && errno == EAGAIN) {
             x->want_poll = true;
         } else if (!(n < 0 && errno == EINTR)) {
@@ -357,7 +362,7 @@ void xfer_body_start(struct static_xfer *x, uint64_t first, uint64_t len)
     send_head_more(x, c);
     if (c->pbuf.len)
         return; /* the head (or earlier output) is still queued: the pump goes on after it */
-    pump_sendfile(x, c);
+    pump_sendfile(x, c, true);
     if (x->inflight)
         c->flags |= C_FILE_INFLIGHT;
     else if (!x->failed && x->left == 0)
@@ -392,7 +397,7 @@ void static_body_pump(struct rh_req *r)
         return;
     }
     if (x->mode == M_SENDFILE)
-        pump_sendfile(x, c);
+        pump_sendfile(x, c, false);
     else if (x->mode == M_SPLICE)
         pump_splice(x, c);
     else

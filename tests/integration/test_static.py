@@ -650,19 +650,11 @@ def drop_cache(path):
     return pages is not None and pages * 4096 <= os.path.getsize(path) // 10
 
 
-def cold_download_checks(srv, what, headers=None, lo=0, hi=None):
-    """Drops big.bin from the page cache, downloads it (or a range) while /plaintext runs
-    beside it: the bytes must be exact and no /plaintext may wait 100 ms."""
-    sha = make_big()
+def cold_download(srv, headers=None):
+    """Drops big.bin from the page cache and downloads it (or a range) while /plaintext runs
+    beside it; (status, sha256, bytes, [(seconds, status)] of the /plaintext requests)."""
     if not drop_cache(BIG):
         print("  (note: the page cache could not be confirmed dropped here)")
-    if headers:
-        with open(BIG, "rb") as f:
-            f.seek(lo)
-            want = hashlib.sha256(f.read(hi - lo + 1)).hexdigest()
-        drop_cache(BIG)
-    else:
-        want = sha
     stop, lat = threading.Event(), []
     t = threading.Thread(target=plaintext_latencies, args=(srv.port, stop, lat), daemon=True)
     t.start()
@@ -671,13 +663,32 @@ def cold_download_checks(srv, what, headers=None, lo=0, hi=None):
     finally:
         stop.set()
         t.join(10)
-    size = (hi - lo + 1) if headers else BIG_MB << 20
-    eq((status, n), (206 if headers else 200, size), what + ": status and size")
-    eq(got_sha, want, what + ": sha256")
-    check(lat, what + ": no /plaintext request completed meanwhile")
-    worst = max(x for x, _ in lat)
-    check(all(st == 200 for _, st in lat), what + ": a /plaintext failed")
-    check(worst < 0.1, "%s: /plaintext took %.0f ms (%d requests)"
+    return status, got_sha, n, lat
+
+
+def cold_download_checks(srv, what, headers=None, lo=0, hi=None):
+    """The bytes of a cold download must be exact, and no /plaintext beside it may wait
+    100 ms. A ring thread that waited for the disk would do so on every attempt; a loaded
+    machine's scheduler may stall one: the latency bound gets a second attempt."""
+    sha = make_big()
+    want, size = sha, BIG_MB << 20
+    if headers:
+        with open(BIG, "rb") as f:
+            f.seek(lo)
+            want = hashlib.sha256(f.read(hi - lo + 1)).hexdigest()
+        size = hi - lo + 1
+    for attempt in (1, 2):
+        status, got_sha, n, lat = cold_download(srv, headers)
+        eq((status, n), (206 if headers else 200, size), what + ": status and size")
+        eq(got_sha, want, what + ": sha256")
+        check(lat, what + ": no /plaintext request completed meanwhile")
+        check(all(st == 200 for _, st in lat), what + ": a /plaintext failed")
+        worst = max(x for x, _ in lat)
+        if worst < 0.1:
+            return
+        print("  (attempt %d: /plaintext took %.0f ms beside %s)" % (attempt, worst * 1000,
+                                                                     what))
+    check(False, "%s: /plaintext took %.0f ms (%d requests), twice"
           % (what, worst * 1000, len(lat)))
 
 
