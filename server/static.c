@@ -18,9 +18,10 @@
  *   paces the file (back-pressure: a slow reader holds one chunk buffer or one pipe).
  *
  * Which path for which size was measured before sendfile (it now replaces read/send and
- * splice for resident pages; their numbers below still pick the cold path) (2 vCPU VM, kernel 6.18, loopback; ringhttp
- * --threads 1 --no-request-id on CPU 0, wrk -t1 -c50 -d5s on CPU 1; server CPU from
- * /proc/PID/stat, io-wq workers included; medians of 2-4 runs, noisy to +-20%):
+ * splice for resident pages; their numbers below still pick the cold path; 2 vCPU VM,
+ * kernel 6.18, loopback; ringhttp --threads 1 --no-request-id on CPU 0, wrk -t1 -c50 -d5s
+ * on CPU 1; server CPU from /proc/PID/stat, io-wq workers included; medians of 2-4 runs,
+ * noisy to +-20%):
  *   4 KiB    copy (READ once, then memory)  170k req/s  5.1 us/req
  *            copy, READ every time           95k req/s  9.3 us/req (before the memory copy)
  *            splice                          72-99k     9.9-13.4 us/req

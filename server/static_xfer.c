@@ -280,8 +280,8 @@ static void poll_out(struct static_xfer *x, struct rh_conn *c)
 }
 
 /* One sendfile(2) window, then POLLOUT through the ring for the next (it completes at once
- * while the socket has room); a cold window: one io-wq unit instead. Ends with an op in flight, the body
- * sent, or x->failed. checked: the first window was just found resident. */
+ * while the socket has room); a cold window: one io-wq unit instead. Ends with an op in
+ * flight, the body sent, or x->failed. checked: the first window was just found resident. */
 static void pump_sendfile(struct static_xfer *x, struct rh_conn *c, bool checked)
 {
     if (x->pipe_bytes || x->chunk_sent < x->chunk_len) { /* a cold unit still draining */
