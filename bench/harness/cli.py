@@ -101,7 +101,7 @@ def _reproduce(o):
             "--server-cpus", o.server_cpus, "--client-cpus", o.client_cpus,
             "--warmup", f"{o.warmup:g}", "--idle-conns", str(o.idle_conns)]
     if o.ringhttp_args:
-        args += ["--ringhttp-args", o.ringhttp_args]
+        args.append("--ringhttp-args=" + o.ringhttp_args)  # "=": it may start with "--"
     if o.micro:
         args.append("--micro")
     return "cd " + shlex.quote(REPO) + " && " + " ".join(shlex.quote(a) for a in args)
