@@ -265,8 +265,12 @@ static void on_recv(struct rh_loop *loop, const struct io_uring_cqe *cqe)
             conn_take_input(c, bid, (uint32_t)cqe->res);
     } else if (cqe->res == 0) {
         c->flags |= C_PEER_EOF;
-        if ((c->flags & C_PAUSED) && !(c->flags & C_CLOSING)) {
-            conn_close(c); /* gone while its handler runs: cancel it, drop the answer */
+        /* A read EOF is a half-close (nc -N, HTTP/1.0 tools), not the client leaving: the
+         * answer still goes out, then the connection closes. Only work out on the pool is
+         * given up, as nginx gives up a proxied request (499): its client most likely
+         * left, and pool threads are the scarce resource. */
+        if ((c->flags & C_PAUSED) && c->req && c->req->offload && !(c->flags & C_CLOSING)) {
+            conn_close(c);
             return;
         }
     } else if (cqe->res != -ENOBUFS && cqe->res != -ECANCELED && !(c->flags & C_CLOSING)) {
@@ -479,9 +483,13 @@ void conn_process(struct rh_conn *c)
         c->flags |= C_WANT_RECV;
         conn_mark_dirty(c);
     }
-    if ((c->flags & C_PEER_EOF) && !c->req && c->in_off == c->in_len &&
-        !(c->flags & C_SEND_INFLIGHT) && c->pbuf.len == 0 && c->phase != PH_LINGER)
+    bool unsent = (c->flags & C_SEND_INFLIGHT) || c->pbuf.len != 0;
+    if ((c->flags & C_PEER_EOF) && !c->req && c->in_off == c->in_len && !unsent &&
+        c->phase != PH_LINGER)
         conn_close(c);
+    else if ((c->flags & C_PEER_EOF) && (c->phase == PH_HEAD || c->phase == PH_BODY) &&
+             c->in_off == c->in_len && c->held_head == RH_NO_BUF && !unsent)
+        conn_close(c); /* half-closed inside a request: it can never complete */
 }
 
 /* ---- open and close ---- */
