@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ctx/ctx.h"
 #include "pool/pool.h"
@@ -302,7 +303,12 @@ void conn_arm_accept(struct rh_worker *w);
 void parse_conn_init(struct rh_conn *c);
 int parse_execute(struct rh_conn *c); /* parses from c->in_off; see parse.c */
 int parse_error_status(struct rh_conn *c, int err);
-bool parse_is_tchar(unsigned char ch); /* RFC 9110 tchar: the bytes of a token */
+/* RFC 9110 tchar: the bytes of a token (a method, a field name). */
+static inline bool parse_is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
 
 /* body.c: reads the body of c->req from c->in_off (Content-Length or chunked). Returns 0
  * (consumed what there was; *done when the body is complete) or an HTTP status. */

@@ -325,12 +325,6 @@ void parse_conn_init(struct rh_conn *c)
     c->parser.data = c;
 }
 
-bool parse_is_tchar(unsigned char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch && strchr("!#$%&'*+-.^_`|~", ch));
-}
-
 static const char *skip_while(const char *q, const char *end, bool (*ok)(unsigned char))
 {
     while (q < end && ok((unsigned char)*q))
