@@ -382,53 +382,55 @@ static int check_head_size(struct rh_conn *c)
     return r->nheaders == 0 && !(r->flags & R_FIELD_OPEN) ? 414 : 431;
 }
 
-/* Line state of a head between llhttp calls (c->head_scan). */
+/* What the next byte of a head must be, between llhttp calls (c->head_scan). */
 enum {
-    HS_BEGAN = 1u << 0,      /* past the empty lines a request may start with */
-    HS_LINE_START = 1u << 1, /* the last line ended and the next has no byte yet */
-    HS_CR = 1u << 2,         /* the last byte was CR: LF must follow */
-    HS_LF = 1u << 3,         /* a line of the head just ended: no SP or HTAB may follow */
+    HS_CR = 1, /* the last byte was CR: LF must follow */
+    HS_LF = 2, /* a CRLF just ended a line: no SP or HTAB may follow */
 };
 
 /* Checks a head's line structure before llhttp sees it: a CR must be followed by LF, and no
  * line may start with SP or HTAB (obs-fold, RFC 9112 5.2, refused everywhere: llhttp would
- * apply a folded Content-Length). Returns how many bytes may go to llhttp: all of them, up
- * to the head's end (*head_end) or up to the first bad byte (*bad). */
-static size_t head_scan(uint8_t *state, const char *p, size_t n, bool *head_end, bool *bad)
+ * apply a folded Content-Length). Returns how many bytes may go to llhttp: up to the first
+ * bad byte (*bad), or up to the first empty line (the head's end in the usual case; llhttp
+ * decides where the head really ends, and bytes past its end are the body's), or all. A
+ * bare LF is left to llhttp, which refuses it anywhere a fold could follow. */
+static size_t head_scan(uint8_t *state, const char *p, size_t n, bool *bad)
 {
-    uint8_t s = *state;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (s & HS_CR) {
-            if (ch != '\n') {
-                *bad = true;
-                return i;
-            }
-            s &= (uint8_t)~HS_CR;
-        } else if (s & HS_LF) {
-            if (ch == ' ' || ch == '\t') {
-                *bad = true;
-                return i;
-            }
-            s &= (uint8_t)~HS_LF;
-        }
-        if (ch == '\r') {
-            s |= HS_CR;
-        } else if (ch == '\n') {
-            if (!(s & HS_BEGAN))
-                continue;
-            if (s & HS_LINE_START) {
-                *state = 0;
-                *head_end = true;
-                return i + 1;
-            }
-            s |= HS_LINE_START | HS_LF;
-        } else {
-            s = (uint8_t)((s | HS_BEGAN) & ~HS_LINE_START);
-        }
+    size_t i = 0;
+    if (n && *state == HS_CR) {
+        if (p[0] != '\n')
+            goto refuse;
+        i = 1;
+        *state = HS_LF;
     }
-    *state = s;
+    if (i < n && *state == HS_LF && (p[i] == ' ' || p[i] == '\t'))
+        goto refuse;
+    *state = 0;
+    while (i < n) {
+        const char *cr = memchr(p + i, '\r', n - i);
+        if (!cr)
+            return n;
+        size_t k = (size_t)(cr - p);
+        if (k + 1 == n) {
+            *state = HS_CR;
+            return n;
+        }
+        i = k + 1;
+        if (p[i] != '\n')
+            goto refuse;
+        if (++i == n) {
+            *state = HS_LF;
+            return n;
+        }
+        if (p[i] == ' ' || p[i] == '\t')
+            goto refuse;
+        if (i + 1 < n && p[i] == '\r' && p[i + 1] == '\n')
+            return i + 2; /* an empty line */
+    }
     return n;
+refuse:
+    *bad = true;
+    return i;
 }
 
 /* The head is in: read its body (body.c, from the next parse_execute on), or run the
@@ -463,15 +465,15 @@ int parse_execute(struct rh_conn *c)
     if (c->req && c->req->framing.state)
         return body_execute(c);
     const char *start = c->in + c->in_off;
-    bool head_end = false, bad = false;
-    size_t len = head_scan(&c->head_scan, start, c->in_len - c->in_off, &head_end, &bad);
+    bool bad = false;
+    size_t len = head_scan(&c->head_scan, start, c->in_len - c->in_off, &bad);
     llhttp_errno_t err = llhttp_execute(&c->parser, start, len);
     if (err == HPE_OK) {
         c->in_off += (uint32_t)len;
         int status = check_head_size(c);
         if (status)
             return status;
-        if (bad || head_end) { /* head_end: we saw the head end, llhttp did not */
+        if (bad) { /* inside the head: llhttp did not stop before the bad byte */
             c->in_off = c->in_len;
             return 400;
         }
