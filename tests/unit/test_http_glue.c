@@ -243,6 +243,7 @@ static void test_suspended_handler_holds_pipeline(void **state)
 
 
 static void small_body(rh_config *c) { c->max_body = 10; }
+static void no_body_limit(rh_config *c) { c->max_body = SIZE_MAX; }
 
 static void expect_status(const char *req, size_t len, int status, void (*tweak)(rh_config *))
 {
@@ -299,6 +300,9 @@ static void test_error_statuses(void **state)
     EXPECT("GET /p HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", 200);
     static const char big[] = "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n";
     expect_status(big, sizeof(big) - 1, 413, small_body);
+    static const char ovf[] = "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              "10000000000000000\r\n"; /* 2^64: over any limit, 400 */
+    expect_status(ovf, sizeof(ovf) - 1, 400, no_body_limit);
 }
 
 static void test_uri_and_header_limits(void **state)
