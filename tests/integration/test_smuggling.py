@@ -59,12 +59,13 @@ def stream(raw, wait=3.0, shut=False, count=None):
         return out, len(out) != count and H.wait_closed(s, 0.1, rd)
 
 
-def expect(raw, statuses, closed=True, what=None, **kw):
+def expect(raw, statuses, closed=True, what=None, says_close=True, **kw):
     what = what or repr(H._short(raw, 100))
     rs, was_closed = stream(raw, count=None if closed else len(statuses), **kw)
     eq([r.status for r in rs], statuses, "%s: statuses" % what)
     if closed:
         check(was_closed, "%s: connection left open after the %d" % (what, statuses[-1]))
+    if closed and says_close:
         check(rs[-1].closes(), "%s: the last answer lacks Connection: close" % what)
     return rs
 
@@ -156,8 +157,10 @@ def test_half_close_still_gets_the_whole_static_file():
 
 
 def test_half_close_pipelined_requests_all_answered():
+    # The last answer may be out before the server reads the EOF: then it closes after it
+    # without having said so.
     rs = expect(GET + b"GET /big.bin HTTP/1.1\r\nHost: a\r\n\r\n" + GET, [200, 200, 200],
-                shut=True, wait=5.0)
+                shut=True, wait=5.0, says_close=False)
     check(rs[1].body == BIG, "the file in the middle came whole")
 
 
