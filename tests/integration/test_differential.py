@@ -325,7 +325,7 @@ class Nginx:
 # One stream against one server
 
 
-def run_stream(port, raw, wait=1.5):
+def run_stream(port, raw, wait=3.0):
     """Sends raw + PROBE, reads until the server closes (or `wait` passes: a server still
     reading a body). Returns the statuses of the final responses (1xx skipped) and whether
     the server closed. (No half-close: nginx drops a proxied request when its client
