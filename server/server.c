@@ -27,6 +27,7 @@ void rh_config_init(rh_config *cfg)
     cfg->body_timeout_ms = 30000;
     cfg->idle_timeout_ms = 60000;
     cfg->write_timeout_ms = 30000;
+    cfg->handler_timeout_ms = 60000;
     cfg->drain_timeout_ms = 10000;
     cfg->ring_entries = 1024;
     cfg->recv_buffers = 1024;
