@@ -420,8 +420,8 @@ static void conn_on_drained(struct rh_conn *c)
             conn_close(c);
         return;
     }
-    if ((c->flags & C_PEER_EOF) && c->in_off == c->in_len) {
-        conn_close(c);
+    if ((c->flags & C_PEER_EOF) && c->in_off == c->in_len && !input_pending(c)) {
+        conn_close(c); /* half-closed, and every request before the EOF answered */
         return;
     }
     obuf_release(w, &c->wbuf);
@@ -590,11 +590,11 @@ void conn_process(struct rh_conn *c)
         conn_mark_dirty(c);
     }
     bool unsent = (c->flags & C_SEND_INFLIGHT) || c->pbuf.len != 0;
-    if ((c->flags & C_PEER_EOF) && !c->req && c->in_off == c->in_len && !unsent &&
-        c->phase != PH_LINGER)
+    bool input_left = c->in_off != c->in_len || input_pending(c);
+    if ((c->flags & C_PEER_EOF) && !c->req && !input_left && !unsent && c->phase != PH_LINGER)
         conn_close(c);
     else if ((c->flags & C_PEER_EOF) && (c->phase == PH_HEAD || c->phase == PH_BODY) &&
-             c->in_off == c->in_len && c->held_head == RH_NO_BUF && !unsent)
+             !input_left && !unsent)
         conn_close(c); /* half-closed inside a request: it can never complete */
 }
 

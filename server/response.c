@@ -164,7 +164,8 @@ static bool status_has_body(int status)
 static bool resp_closes(const struct rh_req *r)
 {
     const struct rh_conn *c = r->conn;
-    bool input_left = c->in_off != c->in_len || c->held_head != RH_NO_BUF;
+    bool input_left = c->in_off != c->in_len || c->held_head != RH_NO_BUF ||
+                      c->spill_off != c->spill_len;
     return !(r->flags & R_KEEP_ALIVE) || ((c->flags & C_PEER_EOF) && !input_left) ||
            r->w->draining || (r->flags & R_RESP_CLOSE_DELIMITED);
 }
