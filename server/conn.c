@@ -324,11 +324,11 @@ static void on_recv(struct rh_loop *loop, const struct io_uring_cqe *cqe)
             conn_take_input(c, bid, (uint32_t)cqe->res);
     } else if (cqe->res == 0) {
         c->flags |= C_PEER_EOF;
-        /* A read EOF is a half-close (nc -N, HTTP/1.0 tools), not the client leaving: the
-         * answer still goes out, then the connection closes. Only work out on the pool is
-         * given up, as nginx gives up a proxied request (499): its client most likely
-         * left, and pool threads are the scarce resource. */
-        if ((c->flags & C_PAUSED) && c->req && c->req->offload && !(c->flags & C_CLOSING)) {
+        /* A half-close (nc -N), not the client leaving: answers still go out, then it closes;
+         * only one merely waiting for a pool task or its ring timer is given up (nginx: 499) */
+        struct rh_req *r = c->req;
+        if ((c->flags & C_PAUSED) && r && !(r->flags & R_RESP_STARTED) &&
+            (r->offload || r->app_timer_fn) && !(c->flags & C_CLOSING)) {
             conn_close(c);
             return;
         }
