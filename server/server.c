@@ -25,6 +25,8 @@ void rh_config_init(rh_config *cfg)
     cfg->max_conns = 16384;
     cfg->header_timeout_ms = 10000;
     cfg->body_timeout_ms = 30000;
+    cfg->min_body_rate = 500; /* as Apache mod_reqtimeout's default MinRate */
+    cfg->body_rate_window_ms = 10000;
     cfg->idle_timeout_ms = 60000;
     cfg->write_timeout_ms = 30000;
     cfg->drain_timeout_ms = 10000;
@@ -46,7 +48,8 @@ static int check_config(rh_config *cfg)
         cfg->max_uri > cfg->max_header_size)
         return -EINVAL;
     if (cfg->recv_buffers == 0 || (cfg->recv_buffers & (cfg->recv_buffers - 1)) ||
-        cfg->recv_buffers > 32768 || cfg->max_conns == 0 || cfg->ring_entries == 0)
+        cfg->recv_buffers > 32768 || cfg->max_conns == 0 || cfg->ring_entries == 0 ||
+        (cfg->min_body_rate && cfg->body_rate_window_ms == 0))
         return -EINVAL;
     return 0;
 }
@@ -234,11 +237,22 @@ static void worker_loop(struct rh_worker *w)
 
 static void noop_timer(struct rh_timer *t) { (void)t; }
 
+/* The completions one iteration may have to hold: per connection a multishot recv's final
+ * completion, a send, and a close wave's cancel and close; the recv completions that carry
+ * data are bounded by the provided buffers; plus one SQ's worth of anything else. Past
+ * this the kernel's overflow list takes the rest (counted in /metrics). */
+static unsigned cq_entries_for(const rh_config *cfg)
+{
+    uint64_t n = (uint64_t)cfg->max_conns * 3 + cfg->recv_buffers + cfg->ring_entries;
+    return n > (1u << 20) ? 1u << 20 : (unsigned)n;
+}
+
 static void *worker_main(void *arg)
 {
     struct rh_worker *w = arg;
     rh_server *srv = w->srv;
     struct rh_loop_config lc = {.sq_entries = srv->cfg.ring_entries,
+                                .cq_entries = cq_entries_for(&srv->cfg),
                                 .buf_count = srv->cfg.recv_buffers,
                                 .buf_size = srv->cfg.recv_buffer_size,
                                 .iowq_workers = 4,
