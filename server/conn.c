@@ -623,6 +623,21 @@ void conn_arm_accept(struct rh_worker *w)
 
 static void accept_retry(struct rh_timer *t);
 
+/* At the limit: closes the longest-idle connections until a slot is free. A closed slot is
+ * free at once unless it waits on the flush list (then the next is tried); bounded, so a
+ * burst of new clients reclaims about one each. */
+static bool reclaim_idle(struct rh_worker *w)
+{
+    for (unsigned tries = 0; w->free_top == 0 && tries < 16; tries++) {
+        struct rh_conn *c = conn_idle_pop(w);
+        if (!c)
+            break;
+        conn_close(c);
+        stat_add(&w->stats.conn_reclaimed, 1);
+    }
+    return w->free_top > 0;
+}
+
 static void on_accept(struct rh_loop *loop, const struct io_uring_cqe *cqe)
 {
     struct rh_worker *w = loop_worker(loop);
@@ -633,7 +648,7 @@ static void on_accept(struct rh_loop *loop, const struct io_uring_cqe *cqe)
     if (cqe->res >= 0) {
         if (w->draining) {
             close(cqe->res);
-        } else if (w->free_top == 0 && !conn_reclaim_idle(w)) {
+        } else if (w->free_top == 0 && !reclaim_idle(w)) {
             close(cqe->res); /* over the limit, none idle: refuse rather than fail later */
             stat_add(&w->stats.conn_refused, 1);
         } else {

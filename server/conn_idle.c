@@ -48,17 +48,15 @@ void conn_idle_push(struct rh_conn *c)
     c->flags |= C_IDLE_LISTED;
 }
 
-/* A closed connection's slot is free at once unless it waits on the flush list (then the
- * next idle one is tried). Bounded: a burst of new clients reclaims one each. */
-bool conn_reclaim_idle(struct rh_worker *w)
+/* Unlists and returns the longest-idle connection, for the caller to close; entries that
+ * are busy now are dropped on the way (they rejoin when idle again). NULL if none. */
+struct rh_conn *conn_idle_pop(struct rh_worker *w)
 {
-    for (unsigned tries = 0; w->free_top == 0 && w->idle_head && tries < 16; tries++) {
+    while (w->idle_head) {
         struct rh_conn *c = w->idle_head;
         conn_idle_remove(c);
-        if (!conn_is_idle(c))
-            continue; /* busy since it was listed: it rejoins when idle again */
-        conn_close(c);
-        stat_add(&w->stats.conn_reclaimed, 1);
+        if (conn_is_idle(c))
+            return c;
     }
-    return w->free_top > 0;
+    return NULL;
 }

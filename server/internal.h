@@ -305,7 +305,7 @@ void conn_arm_accept(struct rh_worker *w);
 bool conn_is_idle(const struct rh_conn *c);
 void conn_idle_push(struct rh_conn *c);   /* it went idle now: to the tail, if idle */
 void conn_idle_remove(struct rh_conn *c); /* O(1); no-op if not listed */
-bool conn_reclaim_idle(struct rh_worker *w); /* at the limit: close the oldest idle; slot free? */
+struct rh_conn *conn_idle_pop(struct rh_worker *w); /* the oldest idle, unlisted, or NULL */
 
 /* body_rate.c: the minimum request-body rate (rh_config.min_body_rate) */
 uint64_t body_rate_deadline(struct rh_conn *c, uint64_t gap_deadline_ms);
