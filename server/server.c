@@ -206,6 +206,14 @@ static void begin_drain(struct rh_worker *w)
     worker_close_all(w, true);
 }
 
+static void cancel_op(struct rh_worker *w, uint64_t user_data, unsigned flags)
+{
+    struct io_uring_sqe *sqe = rh_loop_sqe(&w->loop);
+    io_uring_prep_cancel64(sqe, user_data, (int)flags);
+    io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_IGNORE, 0, 0));
+    w->loop.inflight++;
+}
+
 static void worker_loop(struct rh_worker *w)
 {
     for (;;) {
@@ -226,11 +234,17 @@ static void worker_loop(struct rh_worker *w)
     for (unsigned spins = 0; w->log && w->log->inflight && spins < 100; spins++)
         rh_loop_run_once(&w->loop); /* let the log write land before cancelling */
     w->loop.finishing = true;
-    struct io_uring_sqe *sqe = rh_loop_sqe(&w->loop);
-    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY); /* the wake read, accept, timer */
-    io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_IGNORE, 0, 0));
-    w->loop.inflight++;
-    rh_loop_drain(&w->loop, 2000);
+    /* The wake read and the accept by user_data first: CANCEL_ANY walks every armed poll
+     * once per request it cancels, and the connections' recvs (ended by their close's
+     * shutdown, see conn.c) may not have completed yet: 16k of them took seconds. */
+    cancel_op(w, rh_ud_make(RH_OP_WAKE, 0, 0), 0);
+    if (w->accept_armed)
+        cancel_op(w, rh_ud_make(RH_OP_ACCEPT, 0, 0), 0);
+    rh_loop_drain(&w->loop, 500);
+    if (w->loop.inflight) { /* anything else still out */
+        cancel_op(w, 0, IORING_ASYNC_CANCEL_ANY);
+        rh_loop_drain(&w->loop, 2000);
+    }
     access_log_worker_stop(w);
     worker_abandon_requests(w);
 }
