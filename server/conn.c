@@ -163,7 +163,7 @@ static void restore_phase_timer(struct rh_conn *c)
 
 /* A closing connection waits for its send's final completion (the kernel reads our buffer
  * until then). It was cancelled when the close began, so it comes back at once; if it has
- * not after RH_CLOSE_WAIT_MS, the kernel dropped it (CQ overflow it could not keep): stop
+ * not within close_wait_ms(), the kernel dropped it (CQ overflow it could not keep): stop
  * waiting rather than hold the slot for ever. */
 static void close_wait_expired(struct rh_conn *c)
 {
@@ -546,7 +546,13 @@ static void conn_open(struct rh_worker *w, int fd)
     conn_idle_push(c); /* nothing sent yet: reclaimable, oldest first */
 }
 
-#define RH_CLOSE_WAIT_MS 5000u
+/* How long a close waits for its send's completion: the write timeout (the send had that
+ * long to make progress anyway), at most 5 s. */
+static unsigned close_wait_ms(const struct rh_conn *c)
+{
+    unsigned ms = c->w->srv->cfg.write_timeout_ms;
+    return ms && ms < 5000u ? ms : 5000u;
+}
 
 void conn_close(struct rh_conn *c)
 {
@@ -563,7 +569,7 @@ void conn_close(struct rh_conn *c)
      * So only a send or file op (reading our memory) is waited for, with a deadline in
      * case its completion is lost. */
     if (c->flags & (C_SEND_INFLIGHT | C_FILE_INFLIGHT))
-        conn_arm_timer(c, RH_CLOSE_WAIT_MS);
+        conn_arm_timer(c, close_wait_ms(c));
     c->flags &= ~C_RECV_ARMED;
     conn_finish_close(c);
 }
