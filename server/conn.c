@@ -170,8 +170,9 @@ static void close_wait_expired(struct rh_conn *c)
     if (!conn_live(c) || !(c->flags & C_SEND_INFLIGHT))
         return;
     c->flags &= ~C_SEND_INFLIGHT;
-    stat_add(&c->w->stats.close_forced, 1);
+    struct rh_worker *w = c->w;
     conn_finish_close(c);
+    stat_add(&w->stats.close_forced, 1); /* after: a reader seeing it sees the slot free */
 }
 
 static void conn_on_timer(struct rh_timer *t)
