@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "server/internal.h"
+#include "server/app.h" /* the toolkit's hooks */
 
 struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c)
 {
@@ -31,8 +32,63 @@ struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c)
     r->captured = NULL;
     r->offload = NULL;
     r->started_ms = w->loop.now_ms;
+    r->resp_body_len = 0; /* read by rh_resp_body_bytes even when no answer is given */
     ctx_init(&r->ctx);
     return r;
+}
+
+static void orphan_unlink(struct rh_req *r)
+{
+    if (r->orphan_prev)
+        r->orphan_prev->orphan_next = r->orphan_next;
+    else
+        r->w->orphans = r->orphan_next;
+    if (r->orphan_next)
+        r->orphan_next->orphan_prev = r->orphan_prev;
+    r->orphan_listed = false;
+}
+
+void req_orphan(struct rh_req *r)
+{
+    struct rh_worker *w = r->w;
+    req_detach_head(r); /* no-op when offloaded: done before it left */
+    r->conn = NULL;
+    if (!r->orphan_listed) {
+        r->orphan_listed = true;
+        r->orphan_prev = NULL;
+        r->orphan_next = w->orphans;
+        if (w->orphans)
+            w->orphans->orphan_prev = r;
+        w->orphans = r;
+    }
+    if (r->on_writable)
+        resp_writable_ready(r); /* the writer learns the client is gone (-ECONNRESET) */
+}
+
+/* Orphans out on the pool come back through it (offload_stop) and end there. */
+void req_release_orphans(struct rh_worker *w)
+{
+    struct rh_req *r = w->orphans;
+    while (r) {
+        struct rh_req *next = r->orphan_next;
+        if (!r->offload)
+            req_end(r);
+        r = next;
+    }
+}
+
+/* The connection answers in the request's place and goes on (closing after the answer);
+ * the request itself stays valid for whoever still holds it, as when the client leaves. */
+void req_deadline(struct rh_req *r)
+{
+    struct rh_conn *c = r->conn;
+    bool on_pool = r->offload != NULL;
+    c->req = NULL;
+    req_orphan(r);
+    offload_cancel(r); /* not started: it never will; running: rh_offload_check says so */
+    conn_fail(c, on_pool ? 504 : 500);
+    if ((c->flags & C_PAUSED) && !c->req && !(c->flags & C_CLOSING))
+        conn_close(c); /* no answer could be queued: nothing may follow on this connection */
 }
 
 void req_end(struct rh_req *r)
@@ -41,7 +97,11 @@ void req_end(struct rh_req *r)
     struct rh_conn *c = r->conn;
     if (c && c->req == r)
         c->req = NULL;
+    resp_writable_cancel(r);
+    if (r->orphan_listed)
+        orphan_unlink(r);
     struct rh_ctx *prev = ctx_enter(&r->ctx); /* destructors may read their request */
+    app_req_end(r); /* finish hooks, the ring timer */
     ctx_release(&r->ctx);
     ctx_leave(prev);
     mi_free(r->head_copy);
@@ -105,14 +165,17 @@ static void route_and_handle(struct rh_req *r)
 {
     int status = 0;
     char allowed[64];
-    const struct rh_route_entry *e =
-        router_match(r->w->srv->routes, r, &status, allowed, sizeof(allowed));
-    if (e) {
-        e->fn(r, e->udata);
+    if (!r->route) /* not yet matched; set when resuming scoped middleware (app.c) */
+        r->route = router_match(r->w->srv->routes, r, &status, allowed, sizeof(allowed));
+    if (r->route) {
+        if (!app_route_chain(r))
+            r->route->fn(r, r->route->udata);
         return;
     }
     if (status == 405)
         rh_resp_header(r, "Allow", allowed);
+    if (app_error(r, status, NULL))
+        return;
     static const char nf[] = "Not Found\n", mna[] = "Method Not Allowed\n";
     rh_respond(r, status, "text/plain", status == 405 ? mna : nf,
                status == 405 ? sizeof(mna) - 1 : sizeof(nf) - 1);
@@ -133,7 +196,7 @@ void mw_continue(struct rh_req *r)
         if (res == RH_MW_SUSPEND)
             return;
         if (res == RH_MW_DONE) { /* claimed an answer it did not give */
-            rh_respond(r, 500, "text/plain", "Internal Server Error\n", 22);
+            rh_respond_error(r, 500, NULL);
             return;
         }
     }
@@ -150,6 +213,11 @@ void req_dispatch(struct rh_req *r)
     struct rh_ctx *prev = req_enter(r);
     mw_continue(r);
     req_leave(r, prev);
+    /* Still unanswered (r is alive only then: c->req == r): the handler's deadline starts.
+     * Armed here, not before the handler, so the common answer-at-once path costs no timer. */
+    unsigned deadline_ms = c->w->srv->cfg.handler_timeout_ms;
+    if (deadline_ms && c->req == r && !(r->flags & R_RESP_STARTED))
+        conn_arm_phase_deadline(c, deadline_ms);
 }
 
 void rh_next(rh_req *r)
@@ -205,7 +273,14 @@ rh_str rh_req_url(const rh_req *r) { return slice_str(r, r->url); }
 
 rh_str rh_req_path(const rh_req *r)
 {
-    return (rh_str){r->base + r->url.off, r->path_len};
+    if (!r->base) /* rejected before the request line was read */
+        return (rh_str){"", 0};
+    const char *u = r->base + r->url.off;
+    if (r->path_len == 0 && r->url.len) { /* rejected before the head was complete */
+        const char *q = memchr(u, '?', r->url.len);
+        return (rh_str){u, q ? (size_t)(q - u) : r->url.len};
+    }
+    return (rh_str){u, r->path_len};
 }
 
 rh_str rh_req_query(const rh_req *r)
