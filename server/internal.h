@@ -360,7 +360,11 @@ void conn_finish_close(struct rh_conn *c);
 void worker_flush(struct rh_loop *loop);
 void worker_close_all(struct rh_worker *w, bool idle_only);
 void worker_abandon_requests(struct rh_worker *w); /* the ring is gone: orphan them all */
+void conn_open(struct rh_worker *w, int fd); /* a slot must be free */
+
+/* accept.c */
 void conn_arm_accept(struct rh_worker *w);
+void accept_on_completion(struct rh_loop *loop, const struct io_uring_cqe *cqe);
 
 /* conn_idle.c: idle (keep-alive or fresh, nothing pending) connections, oldest first */
 bool conn_is_idle(const struct rh_conn *c);
