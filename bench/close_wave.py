@@ -4,8 +4,9 @@
 For each binary given (e.g. an old and a new build of ringhttp, measured in the same run),
 starts it on 127.0.0.1 with one ring, opens N silent connections (paced so the accept queue
 never overflows), then:
-  drain: sends SIGTERM; a graceful stop closes every idle connection at once. Reports the
-         time to exit and the server's CPU seconds for it (utime+stime from /proc/PID/stat).
+  drain: one request on each (idle keep-alive connections), then SIGTERM: a graceful stop
+         closes every idle connection at once (no drain grace). Reports the time to exit
+         and the server's CPU seconds for it (utime+stime from /proc/PID/stat).
   wave:  (a second server) lets the header timeout fire for all of them; reports the
          server CPU the wave cost and how late the closes came after their deadlines.
 Prints the machine's CPU model. Needs RLIMIT_NOFILE >= N + 200 (the hard limit is raised
@@ -85,9 +86,25 @@ def open_silent(port, n):
     return socks
 
 
+def keepalive_idle(socks):
+    """One request on each, answer read whole: idle keep-alive connections (a graceful stop
+    closes those at once; one that never sent a request is left to its header timeout)."""
+    for s in socks:
+        s.sendall(b"GET /plaintext HTTP/1.1\r\nHost: b\r\n\r\n")
+        data = b""
+        while not data.endswith(b"Hello, World!"):
+            chunk = s.recv(4096)
+            if not chunk:
+                raise SystemExit("connection closed before its answer")
+            data += chunk
+
+
 def drain(binary, n):
-    p, port = start(binary, "--drain-timeout", "60000")
+    with subprocess.Popen([binary, "--help"], stdout=subprocess.PIPE) as h:
+        grace = ["--drain-grace", "0"] if b"--drain-grace" in h.stdout.read() else []
+    p, port = start(binary, "--drain-timeout", "60000", *grace)
     socks = open_silent(port, n)
+    keepalive_idle(socks)
     time.sleep(1)
     cpu0, t0 = cpu_seconds(p.pid), time.monotonic()
     p.send_signal(signal.SIGTERM)
