@@ -2,7 +2,7 @@
  * posts completions the harness dispatches through the loop's real handlers. It checks what
  * a kernel cannot: one multishot recv and one send at most per socket, nothing submitted on
  * a closed fd or sent after shutdown(SHUT_WR), the fd closed only once no send reads our
- * memory and its recv is cancelled, every provided buffer recycled exactly once (and not
+ * memory and its recv is cancelled or ended by shutdown(SHUT_RD), every provided buffer recycled exactly once (and not
  * read after). */
 #include <errno.h>
 #include <sanitizer/asan_interface.h>
@@ -12,6 +12,7 @@
 #include "tests/fuzz/fuzz.h"
 
 static struct world *loop_world(struct rh_loop *loop) { return world_of(loop->owner); }
+static void post(struct fz_ring *k, uint64_t ud, int32_t res, uint32_t flags);
 
 /* ---- wrapped: what conn.c calls ---- */
 
@@ -44,6 +45,19 @@ int __wrap_shutdown(int fd, int how)
     struct fz_ring *k = &W->k;
     FZ_CHECK(fd == k->fd && k->fd_open, "shutdown of fd %d (socket %d, open %d)", fd, k->fd,
              k->fd_open);
+    if (how == SHUT_RD || how == SHUT_RDWR) { /* a close: wakes the socket's ops, they end */
+        FZ_CHECK(W->conns[0].flags & C_CLOSING, "shutdown(%d) of a connection not closing", how);
+        if (k->recv_armed) {
+            post(k, k->recv_ud, 0, 0);
+            k->recv_armed = false;
+        }
+        if (how == SHUT_RDWR && k->send_armed) {
+            post(k, k->send_ud, -EPIPE, 0);
+            k->send_armed = false;
+        }
+        k->close_shut = true;
+        return 0;
+    }
     FZ_CHECK(how == SHUT_WR, "shutdown how=%d", how);
     FZ_CHECK(!k->send_armed, "shutdown(SHUT_WR) with a send in flight");
     FZ_CHECK(!W->conns[0].req, "write side shut while a request is still being answered");
@@ -87,7 +101,7 @@ void ring_accept(struct world *W, int fd)
     FZ_CHECK(!k->fd_open && !k->recv_armed && !k->send_armed, "new socket over a live one");
     k->fd = fd;
     k->fd_open = true;
-    k->wr_shut = k->eof_pending = k->rst_pending = false;
+    k->wr_shut = k->close_shut = k->eof_pending = k->rst_pending = false;
     k->acked = 0;
     W->w.accept_armed = true;
     W->w.loop.inflight++;
@@ -159,6 +173,10 @@ void ring_submit(struct world *W)
                          (sqe->flags & IOSQE_BUFFER_SELECT),
                      "recv is not multishot from the buffer ring");
             FZ_CHECK(!k->recv_armed, "a second multishot recv armed on one socket");
+            if (k->close_shut) { /* read side shut by the close: recvmsg says 0 at once */
+                post(k, sqe->user_data, 0, 0);
+                break;
+            }
             k->recv_armed = true;
             k->recv_ud = sqe->user_data;
             break;
@@ -166,6 +184,11 @@ void ring_submit(struct world *W)
             FZ_CHECK(sqe->fd == k->fd && k->fd_open, "send on fd %d (socket %d, open %d)",
                      sqe->fd, k->fd, k->fd_open);
             FZ_CHECK(!k->wr_shut, "send after shutdown(SHUT_WR): the peer never gets it");
+            if (k->close_shut) { /* queued before the close's shutdown: fails at once */
+                FZ_CHECK(W->conns[0].flags & C_CLOSING, "send after a close's shutdown");
+                post(k, sqe->user_data, -EPIPE, 0);
+                break;
+            }
             FZ_CHECK(!k->send_armed, "two sends in flight on one socket");
             FZ_CHECK(sqe->len > 0, "empty send");
             k->send_armed = true;
@@ -197,6 +220,14 @@ unsigned ring_pending(const struct world *W, uint8_t opcode)
     unsigned n = 0;
     for (unsigned i = 0; i < W->k.nsqes; i++)
         n += W->k.sqes[i].opcode == opcode;
+    return n;
+}
+
+unsigned ring_finals_posted(const struct world *W)
+{
+    unsigned n = 0;
+    for (unsigned i = W->k.cq_head; i != W->k.cq_tail; i++)
+        n += !(W->k.cqes[i % FZ_MAX_CQES].flags & IORING_CQE_F_MORE);
     return n;
 }
 

@@ -65,6 +65,7 @@ struct fz_ring {
 
     int fd;
     bool fd_open, wr_shut;
+    bool close_shut; /* shutdown(SHUT_RD or SHUT_RDWR) by a close: later ops end at once */
     bool recv_armed, send_armed;
     uint64_t recv_ud, send_ud;
     const char *send_addr; /* the server's wbuf: the kernel's until the completion */
@@ -153,6 +154,9 @@ void ring_deliver_eof(struct world *W); /* EOF or reset, once a recv is armed */
 void ring_complete_send(struct world *W, uint32_t max);
 void ring_fail_send(struct world *W, int err); /* the peer reset: -ECONNRESET */
 unsigned ring_pending(const struct world *W, uint8_t opcode);
+/* Final completions posted but not dispatched yet (a close's shutdown from a timer posts
+ * its recv's end after the iteration's dispatch: the next one takes it). */
+unsigned ring_finals_posted(const struct world *W);
 unsigned ring_bufs_lent(const struct world *W);
 
 /* resp_check.c */

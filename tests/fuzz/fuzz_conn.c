@@ -387,9 +387,10 @@ static void world_sane(struct world *W)
 {
     struct rh_conn *c = &W->conns[0];
     struct fz_ring *k = &W->k;
-    FZ_CHECK(W->w.loop.inflight == k->recv_armed + k->send_armed + k->nsqes,
-             "inflight %u, kernel has recv %d send %d, %u SQEs queued", W->w.loop.inflight,
-             k->recv_armed, k->send_armed, k->nsqes);
+    FZ_CHECK(W->w.loop.inflight == k->recv_armed + k->send_armed + k->nsqes +
+                                       ring_finals_posted(W),
+             "inflight %u, kernel has recv %d send %d, %u SQEs queued, %u finals posted",
+             W->w.loop.inflight, k->recv_armed, k->send_armed, k->nsqes, ring_finals_posted(W));
     unsigned live = 0;
     for (unsigned i = 0; i < W->nparked; i++) {
         const struct rh_req *r = W->parked[i].req;
