@@ -22,6 +22,7 @@ static const char index_html[] =
     "<li><code>curl -d hello http://HOST/echo</code>: echoes the body</li>\n"
     "<li><a href=\"/healthz\">/healthz</a>: health check</li>\n"
     "<li><a href=\"/blocking?ms=50\">/blocking?ms=50</a>: sleeps 50 ms on the pool</li>\n"
+    "<li><a href=\"/work?us=200\">/work?us=200</a>: spins 200 us of CPU on the pool</li>\n"
     "<li><a href=\"/db?id=42\">/db?id=42</a>: a SQLite row read through the db lane</li>\n"
     "<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\n"
     "</ul></body></html>\n";
@@ -80,6 +81,30 @@ static void on_blocking(rh_req *req, void *udata)
     }
     char body[48];
     int n = snprintf(body, sizeof(body), "slept %ld", ms);
+    rh_respond(req, 200, "text/plain", body, (size_t)n);
+}
+
+/* /work?us=N: N us (up to 100000) of CPU on a pool thread, a fast pool user next to a slow
+ * one (/blocking). Spins until the thread's CPU clock has advanced N us, so a preempted
+ * thread still burns N us of CPU (and takes longer). */
+static void on_work(rh_req *req, void *udata)
+{
+    rh_str v;
+    char *end = NULL;
+    long us = rh_req_query_param(req, "us", &v) == 0 ? strtol(v.ptr, &end, 10) : 0;
+    if (us < 0 || us > 100000 || (end && end != v.ptr + v.len)) {
+        RESPOND_LIT(req, 400, "text/plain", "us must be 0..100000\n");
+        return;
+    }
+    struct timespec t0, t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    do {
+        for (int i = 0; i < 64; i++)
+            __asm__ volatile("" ::: "memory");
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    } while ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000 < us);
+    char body[48];
+    int n = snprintf(body, sizeof(body), "worked %ld", us);
     rh_respond(req, 200, "text/plain", body, (size_t)n);
 }
 
@@ -169,6 +194,7 @@ int demo_routes_add(rh_server *srv, bool with_index)
     ret = ret ? ret : rh_route(srv, "PUT", "/echo", on_echo, NULL);
     ret = ret ? ret : rh_route(srv, "GET", "/healthz", on_healthz, NULL);
     ret = ret ? ret : rh_route_blocking(srv, "GET", "/blocking", on_blocking, NULL, NULL);
+    ret = ret ? ret : rh_route_blocking(srv, "GET", "/work", on_work, NULL, NULL);
     ret = ret ? ret : db_create();
     ret = ret ? ret : rh_lane_declare(srv, "db", 1024);
     ret = ret ? ret : rh_route_blocking(srv, "GET", "/db", on_db, NULL, "db");

@@ -37,6 +37,7 @@
 #define RH_MAX_MIDDLEWARE 16
 #define RH_MAX_LANES 8
 #define RH_MAX_BLOCKING_ROUTES 64
+#define RH_MAX_GROUPS 64
 
 struct rh_route_node;
 struct static_xfer;  /* server/static.c */
@@ -262,6 +263,8 @@ struct rh_server {
     unsigned nlanes;
     struct blocking_route *blocking[RH_MAX_BLOCKING_ROUTES];
     unsigned nblocking;
+    struct rh_pool_group_config groups[RH_MAX_GROUPS]; /* offload.c: names owned */
+    unsigned ngroups;
     int log_fd; /* the access log, -1: off; each worker writes through its own dup */
     char *log_path;
     struct static_mount *static_mounts; /* static.c: rh_static_route's mounts */

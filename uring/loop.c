@@ -276,6 +276,25 @@ static unsigned reap(struct rh_loop *loop)
     return n;
 }
 
+/* Before blocking: from here posters must write the eventfd. The seq_cst fence is one half
+ * of a Dekker handshake with rh_loop_post (our store to parked then our load of the inbox,
+ * against its push then its load of parked): either it sees parked and writes, or we see
+ * its message here and run it instead of sleeping on it. */
+static void announce_park(struct rh_loop *loop)
+{
+    for (;;) {
+        atomic_store_explicit(&loop->parked, true, memory_order_relaxed);
+        atomic_thread_fence(memory_order_seq_cst);
+        if (!atomic_load_explicit(&loop->inbox, memory_order_relaxed))
+            return;
+        atomic_store_explicit(&loop->parked, false, memory_order_relaxed);
+        rh_loop_drain_inbox(loop);
+        if (loop->before_submit)
+            loop->before_submit(loop); /* what the messages queued goes out with this submit */
+        publish_buffers(loop);
+    }
+}
+
 int rh_loop_run_once(struct rh_loop *loop)
 {
     if (loop->before_submit)
@@ -283,8 +302,10 @@ int rh_loop_run_once(struct rh_loop *loop)
     publish_buffers(loop);
     if (loop->wheel.count && !loop->timer_armed)
         arm_timer(loop);
+    announce_park(loop);
     int ret = loop->batch_wait_us ? submit_and_wait_batch(loop)
                                   : io_uring_submit_and_wait(&loop->ring, 1);
+    atomic_store_explicit(&loop->parked, false, memory_order_relaxed);
     if (ret < 0 && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN && ret != -ETIME)
         return ret; /* EBUSY: CQ overflow waiting; we reap below, then retry */
     loop->now_ms = monotonic_ms();
@@ -319,7 +340,9 @@ void rh_loop_post(struct rh_loop *loop, struct rh_msg *msg)
     } while (!atomic_compare_exchange_weak_explicit(&loop->inbox, &head, msg,
                                                     memory_order_release,
                                                     memory_order_relaxed));
-    if (head == NULL) { /* first of a burst: one write wakes the loop for all of them */
+    atomic_thread_fence(memory_order_seq_cst); /* the other half: see announce_park */
+    if (atomic_load_explicit(&loop->parked, memory_order_relaxed) &&
+        atomic_exchange_explicit(&loop->parked, false, memory_order_relaxed)) {
         uint64_t one = 1;
         ssize_t n = write(loop->wake_fd, &one, sizeof(one));
         (void)n; /* only fails when the counter would overflow: the loop is awake then */

@@ -87,6 +87,10 @@ struct rh_loop {
     int wake_fd;
     uint64_t wake_val;
     _Atomic(struct rh_msg *) inbox; /* LIFO pushed by other threads, reversed on drain */
+    /* Set while the loop is (about to be) blocked in the kernel: the first poster to see it
+     * clears it and writes the eventfd; posts to an awake loop make no system call, since
+     * the loop looks at the inbox after each batch and before it blocks again. */
+    atomic_bool parked;
     atomic_bool stop_requested;
     bool finishing; /* set by the owner for the final drain: the wake read is not re-armed */
 
@@ -136,8 +140,8 @@ static inline void rh_loop_timer_arm(struct rh_loop *loop, struct rh_timer *t, u
     rh_timer_arm(&loop->wheel, t, loop->now_ms + delay_ms);
 }
 
-/* Cross-thread: queue msg for the loop and wake it if the inbox was empty (one eventfd
- * write per burst). Safe from any thread. */
+/* Cross-thread: queue msg for the loop and, if the loop is blocked, wake it: one eventfd
+ * write per sleep of the loop, none while it is awake. Safe from any thread. */
 void rh_loop_post(struct rh_loop *loop, struct rh_msg *msg);
 /* Asks the loop's owner to stop (sets a flag and wakes the loop). Async-signal-safe. */
 void rh_loop_request_stop(struct rh_loop *loop);

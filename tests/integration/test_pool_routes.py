@@ -25,7 +25,8 @@ def ask(port, path):
 
 
 def test_saturated_pool_answers_503_quickly():
-    srv = H.Server("--pool-threads", "2", "--pool-queue", "2").start()
+    # The whole pool for one route (no bulkhead), so the bound under test is the queue's.
+    srv = H.Server("--pool-threads", "2", "--pool-queue", "2", "--pool-group-share", "100").start()
     try:
         results = []
         lock = threading.Lock()
