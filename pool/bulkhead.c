@@ -11,6 +11,7 @@ int bulkhead_init(struct bulkhead *b, const char *name, unsigned cap, unsigned m
     if (cap < 2)
         cap = 2; /* with one cell a full cell's sequence equals the next producer's position */
     b->max_running = max_running ? max_running : 1;
+    atomic_init(&b->run_avg_ns, BULKHEAD_RUN_UNKNOWN_NS);
     struct rh_mpmc_cell *cells = mi_calloc(cap, sizeof(*cells));
     b->name = mi_strdup(name ? name : "");
     rh_mpmc_init(&b->queue, cells, cells ? cap : 0);
@@ -40,6 +41,14 @@ void bulkhead_unclaim(struct bulkhead *b)
      * the one to find it. Store (the release) then load (the caller's scan), against the
      * producer's push then load of running: one fence on each side. */
     atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* Racy read-modify-write on purpose (threads of one bulkhead may overwrite each other's
+ * update): an estimate, not a count. */
+void bulkhead_ran(struct bulkhead *b, uint64_t ns)
+{
+    uint64_t avg = atomic_load_explicit(&b->run_avg_ns, memory_order_relaxed);
+    atomic_store_explicit(&b->run_avg_ns, avg - avg / 8 + ns / 8, memory_order_relaxed);
 }
 
 bool bulkhead_has_slot(const struct bulkhead *b)

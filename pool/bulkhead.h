@@ -26,6 +26,7 @@ struct bulkhead {
     alignas(RH_CACHELINE) _Atomic uint32_t running; /* slots held (claimed or running) */
     _Atomic uint64_t above_until; /* 0: last wait under target; else when shedding may start */
     atomic_bool shedding;         /* waits stayed above target for an interval (a gauge) */
+    _Atomic uint64_t run_avg_ns;  /* moving average of a task's run time (1/8 per task) */
 
     /* Totals, written as tasks end; rejected by producers on a full queue. */
     alignas(RH_CACHELINE) _Atomic uint64_t completed, rejected, expired, cancelled, shed;
@@ -49,6 +50,15 @@ bool bulkhead_claim(struct bulkhead *b);
 void bulkhead_unclaim(struct bulkhead *b);
 /* Producers: could a thread take a task from b now? (a slot is free) */
 bool bulkhead_has_slot(const struct bulkhead *b);
+
+/* A task of b ran for ns. */
+void bulkhead_ran(struct bulkhead *b, uint64_t ns);
+/* Typical run time: until measured, taken as long (BULKHEAD_RUN_UNKNOWN_NS). */
+static inline uint64_t bulkhead_run_avg(const struct bulkhead *b)
+{
+    return atomic_load_explicit(&b->run_avg_ns, memory_order_relaxed);
+}
+#define BULKHEAD_RUN_UNKNOWN_NS (1000000u)
 
 /* Records the wait of a task just taken off b at now_ns and says whether to shed it.
  * now_empty: the pop left the queue empty, which ends an overload (as CoDel does). */

@@ -11,6 +11,7 @@
 #include <linux/futex.h>
 #include <mimalloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,37 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "pool/bulkhead.h"
-#include "pool/mpmc.h"
+#include "pool/internal.h"
 
-enum { DEFAULT_QUEUE_CAP = 1024, MIN_DEFAULT_THREADS = 4, DEFAULT_SHED_INTERVAL_MS = 100 };
-
-/* Threads and the bulkheads they serve. */
-struct crew {
-    /* Parking (see crew_park). Its own line: producers read idle on every submit, and
-     * only parking threads and the producers that wake them write these. */
-    alignas(RH_CACHELINE) _Atomic uint32_t idle; /* announced parked, not yet claimed */
-    _Atomic uint32_t tokens;                      /* futex word: wake-ups granted, not taken */
-    _Atomic uint32_t next;                        /* round-robin: the bulkhead to look at first */
-
-    alignas(RH_CACHELINE) struct rh_pool *pool;
-    struct bulkhead *bulkheads; /* owned; one for a lane */
-    unsigned nbulkheads;
-    char *name; /* lanes only, owned; NULL for the shared crew */
-    pthread_t *threads;
-    unsigned nthreads, nstarted;
-};
-
-/* crews[0] is the shared pool, crews[1 + i] is lane i. Everything here is written only
- * by rh_pool_new and rh_pool_free; pool threads and submitters read it. */
-struct rh_pool {
-    void (*deliver)(void *owner, struct rh_msg *msg);
-    uint64_t (*now_ns)(void);
-    uint64_t timeout_ns, spin_ns;
-    struct shed_policy shed;
-    unsigned nlanes;
-    struct crew *crews;
-};
 
 /* Set on pool threads only: which crew the thread serves, and the task it is running. */
 static _Thread_local struct crew *tls_crew;
@@ -134,8 +106,9 @@ static void crew_wake_idle(struct crew *c)
         tokens_grant(c, 1);
 }
 
-/* Producer side, after a successful push into b. */
-static void crew_wake_one(struct crew *c, struct bulkhead *b)
+/* Producer side, after a successful push into b. false: nobody was woken (none parked, or
+ * b holds every slot it may). */
+static bool crew_wake_one(struct crew *c, struct bulkhead *b)
 {
     /* seq_cst fence, one half of a Dekker handshake with crew_park: our publish (the
      * queue's seq store) then our load of idle, against the parker's store to idle then its
@@ -143,8 +116,10 @@ static void crew_wake_one(struct crew *c, struct bulkhead *b)
      * stale idle == 0, and the parker could read the queue as empty: a lost wake-up. The
      * same fence orders the publish before our load of b's slots (see bulkhead_unclaim). */
     atomic_thread_fence(memory_order_seq_cst);
-    if (bulkhead_has_slot(b))
-        crew_wake_idle(c);
+    if (!bulkhead_has_slot(b) || !idle_take(c))
+        return false;
+    tokens_grant(c, 1);
+    return true;
 }
 
 /* After a close, and by each thread that leaves, so none sleeps through the end. */
@@ -154,6 +129,87 @@ static void crew_wake_all(struct crew *c)
     uint32_t n = atomic_exchange_explicit(&c->idle, 0, memory_order_relaxed);
     if (n)
         tokens_grant(c, n);
+}
+
+/* ---- batched wake-ups -------------------------------------------------------------------
+ * Both directions of a hop pay a wake-up (a futex for a parked pool thread, an eventfd
+ * write for a sleeping ring) and the context switches behind it. Per burst instead of per
+ * task: a producer thread that holds its wakes (a ring, between two waits) wakes each crew
+ * once at the end of its burst, and a pool thread hands finished tasks back quietly (post)
+ * and wakes each owner once when its run of tasks ends. */
+
+enum { HELD_OWNERS = 8, HELD_POSTS = 64, HELD_WAKES = 8 };
+/* A delivery is held across the next task only if that task is typically this short. */
+#define HOLD_ACROSS_RUN_NS 50000u
+
+/* Pool threads: owners posted to and not yet woken. */
+static _Thread_local void *tls_owners[HELD_OWNERS];
+static _Thread_local unsigned tls_nowners, tls_nposts;
+
+/* Producer threads: crews owed a wake-up, while holding. */
+static _Thread_local bool tls_holding;
+static _Thread_local struct held_wake {
+    struct crew *crew;
+    struct bulkhead *bulkhead;
+    unsigned n;
+} tls_wakes[HELD_WAKES];
+static _Thread_local unsigned tls_nwakes;
+
+static void owners_wake(const struct rh_pool *pool)
+{
+    for (unsigned i = 0; i < tls_nowners; i++)
+        pool->wake(tls_owners[i]);
+    tls_nowners = tls_nposts = 0;
+}
+
+/* Hands msg to owner: quietly when the pool can (the owner is woken by owners_wake). */
+static void owner_hand_back(const struct rh_pool *pool, void *owner, struct rh_msg *msg)
+{
+    if (!pool->post) {
+        pool->deliver(owner, msg);
+        return;
+    }
+    unsigned i = 0;
+    while (i < tls_nowners && tls_owners[i] != owner)
+        i++;
+    if (i == HELD_OWNERS)
+        owners_wake(pool), i = 0;
+    if (i == tls_nowners)
+        tls_owners[tls_nowners++] = owner;
+    pool->post(owner, msg);
+    if (++tls_nposts >= HELD_POSTS)
+        owners_wake(pool); /* a long burst still comes back in steps */
+}
+
+void rh_pool_hold_wakes(bool hold)
+{
+    if (!hold)
+        rh_pool_flush_wakes();
+    tls_holding = hold;
+}
+
+void rh_pool_flush_wakes(void)
+{
+    for (unsigned i = 0; i < tls_nwakes; i++) {
+        struct held_wake *h = &tls_wakes[i];
+        while (h->n-- > 0 && crew_wake_one(h->crew, h->bulkhead))
+            ;
+    }
+    tls_nwakes = 0;
+}
+
+/* After a push while holding: remember to wake for it. false: no room, wake now. */
+static bool wake_hold(struct crew *c, struct bulkhead *b)
+{
+    for (unsigned i = 0; i < tls_nwakes; i++)
+        if (tls_wakes[i].bulkhead == b) {
+            tls_wakes[i].n++;
+            return true;
+        }
+    if (tls_nwakes == HELD_WAKES)
+        return false;
+    tls_wakes[tls_nwakes++] = (struct held_wake){c, b, 1};
+    return true;
 }
 
 /* ---- taking --------------------------------------------------------------------------- */
@@ -210,12 +266,25 @@ static struct rh_task *crew_park(struct crew *c, struct bulkhead **from)
     return NULL;
 }
 
+/* This thread's spin: none when it may run on one CPU only, where the producer it waits
+ * for cannot run while it spins. */
+static _Thread_local uint64_t tls_spin_ns;
+
+static uint64_t spin_for_this_thread(const struct rh_pool *pool)
+{
+    cpu_set_t cpus;
+    if (pool->spin_ns && sched_getaffinity(0, sizeof(cpus), &cpus) == 0 &&
+        CPU_COUNT(&cpus) < 2)
+        return 0;
+    return pool->spin_ns;
+}
+
 /* A thread that just ran a task is likely to find another soon (the ring is mid-burst):
  * looking for it a little while, without announcing itself idle, spares both the producer's
  * FUTEX_WAKE and this thread's FUTEX_WAIT and the two context switches. */
 static struct rh_task *crew_spin(struct crew *c, struct bulkhead **from)
 {
-    uint64_t spin_ns = c->pool->spin_ns;
+    uint64_t spin_ns = tls_spin_ns;
     if (!spin_ns)
         return NULL;
     uint64_t until = rh_pool_now_ns() + spin_ns;
@@ -237,6 +306,8 @@ static struct rh_task *crew_take(struct crew *c, struct bulkhead **from, bool bu
         struct rh_task *t = crew_scan(c, from);
         if (t)
             return t;
+        if (tls_nowners)
+            owners_wake(c->pool); /* the burst is over: its owners learn of it now */
         if (crew_drained(c))
             return NULL;
         if (busy && (t = crew_spin(c, from)))
@@ -260,8 +331,9 @@ static void task_deliver(struct crew *c, struct rh_task *t, enum rh_task_state s
     atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
     /* release: the work's writes are visible to whoever acquires state. (rh_loop_post
      * orders them too, with its release CAS and the loop's acquire exchange.) */
+    void *owner = t->owner; /* read before the hand-back: t is the owner's after it */
     atomic_store_explicit(&t->state, state, memory_order_release);
-    c->pool->deliver(t->owner, &t->msg);
+    owner_hand_back(c->pool, owner, &t->msg);
 }
 
 /* Runs (or expires, cancels, sheds) t, taken from b with a slot held; gives the slot back
@@ -284,9 +356,14 @@ static void task_run(struct crew *c, struct bulkhead *b, struct rh_task *t)
     } else if (shed) {
         state = RH_TASK_SHED, counter = &b->shed;
     } else {
+        /* Held deliveries wait for this task only if it is typically short. */
+        if (tls_nowners && bulkhead_run_avg(b) > HOLD_ACROSS_RUN_NS)
+            owners_wake(pool);
         atomic_store_explicit(&t->state, RH_TASK_RUNNING, memory_order_relaxed);
         tls_task = t;
+        uint64_t t0 = rh_pool_now_ns();
         t->work(t);
+        bulkhead_ran(b, rh_pool_now_ns() - t0);
         tls_task = NULL;
     }
     bulkhead_unclaim(b);
@@ -297,6 +374,7 @@ static void *crew_thread(void *arg)
 {
     struct crew *c = arg;
     tls_crew = c;
+    tls_spin_ns = spin_for_this_thread(c->pool);
     struct bulkhead *b = NULL, *last = NULL;
     bool busy = false;
     for (struct rh_task *t; (t = crew_take(c, &b, busy)); busy = true, last = b) {
@@ -306,6 +384,8 @@ static void *crew_thread(void *arg)
             crew_wake_idle(c);
         task_run(c, b, t);
     }
+    if (tls_nowners)
+        owners_wake(c->pool);
     /* Siblings may have parked while the last claimed positions were still being
      * published; only one of them was woken for that item. Wake the rest to see the end. */
     crew_wake_all(c);
@@ -334,7 +414,7 @@ static int crew_submit(const struct rh_pool *pool, struct crew *c, unsigned bh,
     struct bulkhead *b = &c->bulkheads[bh];
     task_prepare(pool, t);
     int ret = rh_mpmc_push(&b->queue, t);
-    if (ret == 0)
+    if (ret == 0 && !(tls_holding && wake_hold(c, b)))
         crew_wake_one(c, b);
     else if (ret == -EAGAIN)
         atomic_fetch_add_explicit(&b->rejected, 1, memory_order_relaxed);
@@ -404,88 +484,12 @@ void rh_task_call_on_owner(struct rh_task *t, void (*fn)(void *arg), void *arg)
     assert(c && "rh_task_call_on_owner is for work functions");
     if (!c)
         return;
+    if (tls_nowners)
+        owners_wake(c->pool); /* what this thread handed back goes ahead of the call */
     struct owner_call call = {.msg = {.fn = owner_call_run}, .fn = fn, .arg = arg};
     c->pool->deliver(t->owner, &call.msg);
     while (atomic_load_explicit(&call.done, memory_order_acquire) == 0)
         futex_wait(&call.done, 0);
-}
-
-/* ---- lanes, groups and stats --------------------------------------------------------- */
-
-int rh_pool_lane_find(const struct rh_pool *pool, const char *name)
-{
-    if (!name)
-        return -ENOENT;
-    for (unsigned i = 0; i < pool->nlanes; i++)
-        if (strcmp(pool->crews[1 + i].name, name) == 0)
-            return (int)i;
-    return -ENOENT;
-}
-
-unsigned rh_pool_lane_count(const struct rh_pool *pool)
-{
-    return pool->nlanes;
-}
-
-const char *rh_pool_lane_name(const struct rh_pool *pool, unsigned lane)
-{
-    return lane < pool->nlanes ? pool->crews[1 + lane].name : NULL;
-}
-
-int rh_pool_group_find(const struct rh_pool *pool, const char *name)
-{
-    const struct crew *c = &pool->crews[0];
-    for (unsigned i = 0; name && i < c->nbulkheads; i++)
-        if (strcmp(c->bulkheads[i].name, name) == 0)
-            return (int)i;
-    return -ENOENT;
-}
-
-unsigned rh_pool_group_count(const struct rh_pool *pool)
-{
-    return pool->crews[0].nbulkheads;
-}
-
-const char *rh_pool_group_name(const struct rh_pool *pool, unsigned group)
-{
-    const struct crew *c = &pool->crews[0];
-    return group < c->nbulkheads ? c->bulkheads[group].name : NULL;
-}
-
-#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
-
-static void stats_add(struct rh_pool_stats *out, struct bulkhead *b)
-{
-    out->queued += rh_mpmc_size(&b->queue);
-    out->running += LOAD(b->running);
-    out->completed += LOAD(b->completed);
-    out->rejected += LOAD(b->rejected);
-    out->expired += LOAD(b->expired);
-    out->cancelled += LOAD(b->cancelled);
-    out->shed += LOAD(b->shed);
-    out->dequeued += LOAD(b->dequeued);
-    out->wait_ns += LOAD(b->wait_ns);
-    out->max_threads += b->max_running;
-    out->shedding = out->shedding || LOAD(b->shedding);
-}
-
-void rh_pool_get_stats(const struct rh_pool *pool, int lane, struct rh_pool_stats *out)
-{
-    memset(out, 0, sizeof(*out));
-    if (lane >= 0 && (unsigned)lane >= pool->nlanes)
-        return;
-    struct crew *c = &pool->crews[lane < 0 ? 0 : 1 + lane];
-    for (unsigned i = 0; i < c->nbulkheads; i++)
-        stats_add(out, &c->bulkheads[i]);
-    out->max_threads = out->max_threads < c->nthreads ? out->max_threads : c->nthreads;
-}
-
-void rh_pool_get_group_stats(const struct rh_pool *pool, unsigned group,
-                             struct rh_pool_stats *out)
-{
-    memset(out, 0, sizeof(*out));
-    if (group < pool->crews[0].nbulkheads)
-        stats_add(out, &pool->crews[0].bulkheads[group]);
 }
 
 /* ---- creation and shutdown ------------------------------------------------------------ */
@@ -651,6 +655,10 @@ static int pool_build(struct rh_pool *pool, const struct rh_pool_config *cfg)
 static int pool_layout(struct rh_pool *pool, const struct rh_pool_config *cfg)
 {
     pool->deliver = cfg->deliver;
+    if (cfg->post && cfg->wake) {
+        pool->post = cfg->post;
+        pool->wake = cfg->wake;
+    }
     pool->now_ns = cfg->now_ns ? cfg->now_ns : rh_pool_now_ns;
     pool->timeout_ns = (uint64_t)cfg->timeout_ms * 1000000u;
     pool->spin_ns = (uint64_t)cfg->spin_us * 1000u;

@@ -96,6 +96,13 @@ struct rh_pool_config {
      * queues rather than delivering on its own thread). Also carries rh_task_call_on_owner's
      * messages. Must not block for long. */
     void (*deliver)(void *owner, struct rh_msg *msg);
+    /* Optional, both or neither: deliver without waking the owner, and wake it. With them a
+     * pool thread hands back a run of finished tasks quietly and wakes each owner once,
+     * when the run ends (no task left to take), after 64 deliveries, or before a task of a
+     * group whose tasks typically run over 50 us, so a slow task never holds back an
+     * answer. Same thread rules as deliver. */
+    void (*post)(void *owner, struct rh_msg *msg);
+    void (*wake)(void *owner);
 };
 
 struct rh_pool_stats {
@@ -121,6 +128,12 @@ void rh_pool_free(struct rh_pool *pool);
 /* On the shared pool, in group t->group. 0, -EAGAIN (the group's queue is full: answer
  * 503), -ESHUTDOWN (pool stopping), -EINVAL (no work), -ENOENT (no such group). */
 int rh_pool_submit(struct rh_pool *pool, struct rh_task *t);
+/* Producer-side batching for the calling thread: while held, a submit that would wake a
+ * parked pool thread leaves it to rh_pool_flush_wakes, so a burst of submits costs one
+ * wake-up per crew instead of one per task. A thread that holds must flush before it
+ * blocks, or its tasks wait (a ring: once per loop iteration). hold false also flushes. */
+void rh_pool_hold_wakes(bool hold);
+void rh_pool_flush_wakes(void);
 /* Same, on lane `lane` (index from rh_pool_lane_find); -ENOENT for a bad index. */
 int rh_pool_submit_lane(struct rh_pool *pool, int lane, struct rh_task *t);
 /* Lane index by name, or -ENOENT. */

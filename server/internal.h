@@ -345,6 +345,7 @@ void offload_stop(rh_server *srv);
 void offload_free(rh_server *srv);
 void offload_worker_free(struct rh_worker *w);
 void offload_cancel(struct rh_req *req);
+void offload_flush(void); /* wakes the pool threads this ring's burst of offloads needs */
 int offload_capture(struct rh_req *req, int status, const char *ctype, const void *body,
                     size_t len);
 void offload_replay(struct rh_req *req);

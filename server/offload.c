@@ -150,6 +150,7 @@ static int submit(struct rh_req *r, int lane, unsigned group, rh_work_fn work, r
     o->task.deadline_ns = 0;
     o->task.group = group;
     req_detach_head(r); /* the pool thread must not read the connection's buffer */
+    rh_pool_hold_wakes(true); /* this ring thread flushes them in worker_flush */
     int ret = lane < 0 ? rh_pool_submit(pool, &o->task) : rh_pool_submit_lane(pool, lane, &o->task);
     if (ret < 0) {
         offload_put(w, o);
@@ -357,6 +358,15 @@ int rh_lane_declare(rh_server *srv, const char *name, unsigned queue_cap)
 /* ---- life cycle ---- */
 
 static void deliver(void *owner, struct rh_msg *msg) { rh_loop_post(owner, msg); }
+static void post_quiet(void *owner, struct rh_msg *msg) { rh_loop_post_quiet(owner, msg); }
+static void wake(void *owner) { rh_loop_wake(owner); }
+
+/* The ring's end of a burst (worker_flush, before it submits and waits): the pool threads
+ * this iteration's offloads need are woken now, once each. */
+void offload_flush(void)
+{
+    rh_pool_flush_wakes();
+}
 
 /* Every blocking route on the shared pool gets its group (declared or not), and learns the
  * group's index, so a request never looks a group up by name. */
@@ -397,6 +407,8 @@ int offload_start(rh_server *srv)
         .shed_interval_ms = c->pool_shed_interval_ms,
         .spin_us = c->pool_spin_us,
         .deliver = deliver,
+        .post = post_quiet,
+        .wake = wake,
     };
     ret = rh_pool_new(&pc, &srv->pool);
     if (ret == 0)

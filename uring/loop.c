@@ -332,7 +332,7 @@ void rh_loop_drain(struct rh_loop *loop, unsigned timeout_ms)
     }
 }
 
-void rh_loop_post(struct rh_loop *loop, struct rh_msg *msg)
+void rh_loop_post_quiet(struct rh_loop *loop, struct rh_msg *msg)
 {
     struct rh_msg *head = atomic_load_explicit(&loop->inbox, memory_order_relaxed);
     do {
@@ -340,6 +340,10 @@ void rh_loop_post(struct rh_loop *loop, struct rh_msg *msg)
     } while (!atomic_compare_exchange_weak_explicit(&loop->inbox, &head, msg,
                                                     memory_order_release,
                                                     memory_order_relaxed));
+}
+
+void rh_loop_wake(struct rh_loop *loop)
+{
     atomic_thread_fence(memory_order_seq_cst); /* the other half: see announce_park */
     if (atomic_load_explicit(&loop->parked, memory_order_relaxed) &&
         atomic_exchange_explicit(&loop->parked, false, memory_order_relaxed)) {
@@ -347,6 +351,12 @@ void rh_loop_post(struct rh_loop *loop, struct rh_msg *msg)
         ssize_t n = write(loop->wake_fd, &one, sizeof(one));
         (void)n; /* only fails when the counter would overflow: the loop is awake then */
     }
+}
+
+void rh_loop_post(struct rh_loop *loop, struct rh_msg *msg)
+{
+    rh_loop_post_quiet(loop, msg);
+    rh_loop_wake(loop);
 }
 
 void rh_loop_request_stop(struct rh_loop *loop)

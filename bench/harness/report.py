@@ -6,6 +6,8 @@ import shutil
 import statistics
 import subprocess
 
+from . import pool_scenarios
+
 ROW_FIELDS = ["round", "server", "scenario", "status", "rps", "requests", "seconds", "p50_ms",
               "p99_ms", "cpu_us_per_req", "cpu_pct", "rss_kib", "socket_errors", "idle_open",
               "rss_before_kib", "rss_idle_kib", "rss_per_idle_kib", "base_rps", "base_p50_ms",
@@ -160,7 +162,8 @@ def markdown(meta, summ, servers, scenarios):
     lines += _wide("Summary: server CPU µs per request (median; lower is better)", summ,
                    servers, scenarios, "cpu_us_per_req", _us) + [""]
     for sc in scenarios:
-        lines += (_mixed_table(sc, summ) if sc.mixed else _scenario_table(sc, summ, servers))
+        lines += (pool_scenarios.table(sc, summ) if sc.custom else
+                  _mixed_table(sc, summ) if sc.mixed else _scenario_table(sc, summ, servers))
         lines.append("")
     return "\n".join(lines)
 

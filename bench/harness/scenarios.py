@@ -11,7 +11,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from . import load, procs, servers
+from . import load, pool_scenarios, procs, servers
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class Scenario:
     headers: tuple = ()
     idle: bool = False   # hold --idle-conns idle connections during the run
     mixed: bool = False  # ringhttp only: /plaintext alone, then beside /blocking load
+    custom: str = ""     # ringhttp only (with mixed): measured by pool_scenarios.MEASURE
 
     def only_for(self, server_name):
         return not self.mixed or server_name == "ringhttp"
@@ -42,6 +43,12 @@ SCENARIOS = [
              "connections are held open", "plaintext", idle=True),
     Scenario("mixed", "ringhttp only: GET /plaintext (wrk --latency, 50 connections) alone, "
              "then while 20 connections hammer /blocking?ms=50", "plaintext", mixed=True),
+    Scenario("pool-isolation", "ringhttp only: GET /work?us=200 (1 connection) alone, then "
+             "while 40 connections hammer /blocking?ms=200", "plaintext", mixed=True,
+             custom="isolation"),
+    Scenario("db-hop", "ringhttp only: server CPU per request of /db?id=42 (through the db "
+             "lane) over /plaintext, 50 connections each, same server", "plaintext",
+             mixed=True, custom="hop"),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS}
 
@@ -166,6 +173,9 @@ def measure(env, server, scen, round_no=1):
         if env.opts.warmup > 0:
             _wrk(env, url, scen, env.opts.warmup, latency=False)
         pids = srv.proc.tree()
+        if scen.custom:
+            return dict(row, **pool_scenarios.MEASURE[scen.custom](env, srv, scen, pids,
+                                                                    round_no))
         if scen.mixed:
             return dict(row, **_measure_mixed(env, srv, url, scen, pids, round_no % 2 == 0))
         holder = None
