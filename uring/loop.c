@@ -277,22 +277,23 @@ static unsigned reap(struct rh_loop *loop)
 }
 
 /* Before blocking: from here posters must write the eventfd. The seq_cst fence is one half
- * of a Dekker handshake with rh_loop_post (our store to parked then our load of the inbox,
+ * of a Dekker handshake with rh_loop_wake (our store to parked then our load of the inbox,
  * against its push then its load of parked): either it sees parked and writes, or we see
- * its message here and run it instead of sleeping on it. */
-static void announce_park(struct rh_loop *loop)
+ * its message here. Then we run it instead of sleeping, and do not sleep this iteration at
+ * all: what it did (a request answered, the caller's condition met) must not wait for an
+ * unrelated completion. false: do not block. */
+static bool announce_park(struct rh_loop *loop)
 {
-    for (;;) {
-        atomic_store_explicit(&loop->parked, true, memory_order_relaxed);
-        atomic_thread_fence(memory_order_seq_cst);
-        if (!atomic_load_explicit(&loop->inbox, memory_order_relaxed))
-            return;
-        atomic_store_explicit(&loop->parked, false, memory_order_relaxed);
-        rh_loop_drain_inbox(loop);
-        if (loop->before_submit)
-            loop->before_submit(loop); /* what the messages queued goes out with this submit */
-        publish_buffers(loop);
-    }
+    atomic_store_explicit(&loop->parked, true, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!atomic_load_explicit(&loop->inbox, memory_order_relaxed))
+        return true;
+    atomic_store_explicit(&loop->parked, false, memory_order_relaxed);
+    rh_loop_drain_inbox(loop);
+    if (loop->before_submit)
+        loop->before_submit(loop); /* what the messages queued goes out with this submit */
+    publish_buffers(loop);
+    return false;
 }
 
 int rh_loop_run_once(struct rh_loop *loop)
@@ -302,9 +303,9 @@ int rh_loop_run_once(struct rh_loop *loop)
     publish_buffers(loop);
     if (loop->wheel.count && !loop->timer_armed)
         arm_timer(loop);
-    announce_park(loop);
-    int ret = loop->batch_wait_us ? submit_and_wait_batch(loop)
-                                  : io_uring_submit_and_wait(&loop->ring, 1);
+    int ret = !announce_park(loop)  ? io_uring_submit_and_get_events(&loop->ring)
+              : loop->batch_wait_us ? submit_and_wait_batch(loop)
+                                    : io_uring_submit_and_wait(&loop->ring, 1);
     atomic_store_explicit(&loop->parked, false, memory_order_relaxed);
     if (ret < 0 && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN && ret != -ETIME)
         return ret; /* EBUSY: CQ overflow waiting; we reap below, then retry */
