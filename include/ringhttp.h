@@ -58,7 +58,8 @@ typedef struct rh_config {
                                      * default 100; 0: no delay shedding */
     unsigned pool_shed_interval_ms; /* default 500 */
     unsigned pool_spin_us;      /* a pool thread that just ran a task looks for the next this
-                                 * long before sleeping; default 50; 0: off */
+                                 * long before sleeping, while its sleeps are that short;
+                                 * default 10; 0: off */
     unsigned ring_entries;      /* SQ size; default 1024 */
     unsigned recv_buffers;      /* provided buffers per ring; default 1024 */
     unsigned recv_buffer_size;  /* default 4096 */

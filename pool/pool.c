@@ -26,6 +26,13 @@
 static _Thread_local struct crew *tls_crew;
 static _Thread_local struct rh_task *tls_task;
 
+/* This thread's spin: none when it may run on one CPU only, where the producer it waits
+ * for cannot run while it spins. Adaptive, as glibc's adaptive mutexes are: a thread
+ * spins only while its last sleep was shorter than the spin (work came back that soon, so
+ * spinning would have caught it); a long sleep turns spinning off until a short one. A
+ * spin that finds nothing costs its whole length in CPU; a park and wake-up costs a few us. */
+static _Thread_local uint64_t tls_spin_ns, tls_last_sleep_ns = UINT64_MAX;
+
 uint64_t rh_pool_now_ns(void)
 {
     struct timespec ts;
@@ -262,13 +269,12 @@ static struct rh_task *crew_park(struct crew *c, struct bulkhead **from)
                              * or as soon as it lands) so the counts stay exact */
         return t;
     }
+    uint64_t t0 = rh_pool_now_ns();
     tokens_take(c);
+    tls_last_sleep_ns = rh_pool_now_ns() - t0;
     return NULL;
 }
 
-/* This thread's spin: none when it may run on one CPU only, where the producer it waits
- * for cannot run while it spins. */
-static _Thread_local uint64_t tls_spin_ns;
 
 static uint64_t spin_for_this_thread(const struct rh_pool *pool)
 {
@@ -310,7 +316,7 @@ static struct rh_task *crew_take(struct crew *c, struct bulkhead **from, bool bu
             owners_wake(c->pool); /* the burst is over: its owners learn of it now */
         if (crew_drained(c))
             return NULL;
-        if (busy && (t = crew_spin(c, from)))
+        if (busy && tls_last_sleep_ns < tls_spin_ns && (t = crew_spin(c, from)))
             return t;
         busy = false;
         if (crew_drained(c))

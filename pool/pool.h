@@ -88,7 +88,8 @@ struct rh_pool_config {
     unsigned shed_target_ms;   /* queueing delay that counts as overload; 0: no shedding */
     unsigned shed_interval_ms; /* how long it must last before tasks are shed; 0: 100 */
     unsigned spin_us; /* a thread that just ran a task looks for more this long before
-                       * parking (no futex on either side for a busy stream); 0: none */
+                       * parking (no futex on either side for a busy stream), while its
+                       * last sleep was shorter than that; 0: none */
     uint64_t (*now_ns)(void); /* the clock of queueing delays (a fake one in tests); NULL:
                                * rh_pool_now_ns */
     /* Hands a task back to its owner (e.g. rh_loop_post(owner, msg)). Called once per

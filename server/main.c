@@ -38,7 +38,7 @@ static void usage(FILE *out)
             "  --pool-group-share PCT  share of pool threads and queue per group (default 50)\n"
             "  --pool-shed-target MS   shed (503) waits this long once they last (default 100)\n"
             "  --pool-shed-interval MS how long waits must last before shedding (default 500)\n"
-            "  --pool-spin-us N     a pool thread looks for more work N us before sleeping (50)\n"
+            "  --pool-spin-us N     a pool thread looks for more work N us before sleeping (10)\n"
             "  --access-log DEST    FILE, - (stdout) or off (default off); SIGHUP reopens\n"
             "  --request-id         add the request-id middleware (default on)\n"
             "  --no-request-id      leave it out\n"

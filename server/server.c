@@ -31,7 +31,7 @@ void rh_config_init(rh_config *cfg)
     cfg->pool_group_share = 50;
     cfg->pool_shed_target_ms = 100;
     cfg->pool_shed_interval_ms = 500;
-    cfg->pool_spin_us = 50;
+    cfg->pool_spin_us = 10;
     cfg->ring_entries = 1024;
     cfg->recv_buffers = 1024;
     cfg->recv_buffer_size = 4096;
