@@ -26,6 +26,18 @@
 static _Thread_local struct crew *tls_crew;
 static _Thread_local struct rh_task *tls_task;
 
+/* A spin-wait hint: lets a sibling hyperthread run and saves power while spinning. */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield" ::: "memory");
+#else
+    atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
 /* This thread's spin: none when it may run on one CPU only, where the producer it waits
  * for cannot run while it spins. Adaptive, as glibc's adaptive mutexes are: a thread
  * spins only while its last sleep was shorter than the spin (work came back that soon, so
@@ -296,7 +308,7 @@ static struct rh_task *crew_spin(struct crew *c, struct bulkhead **from)
     uint64_t until = rh_pool_now_ns() + spin_ns;
     do {
         for (int i = 0; i < 16; i++)
-            __builtin_ia32_pause();
+            cpu_relax();
         struct rh_task *t = crew_scan(c, from);
         if (t || crew_drained(c))
             return t;
