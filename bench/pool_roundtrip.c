@@ -8,7 +8,7 @@
  * pool. Both twice, in the same run: with a wake-up per task (the loop posts with
  * rh_loop_post, no spin, no held wakes), and batched as the server runs it (the ring holds
  * its wakes to the end of its iteration, pool threads post quietly and wake the loop once
- * per run of results, and spin 50 us before parking).
+ * per run of results, and spin up to 10 us before parking, as the server does).
  *
  * Usage: pool_roundtrip [round_trips] [pipeline_tasks] [pipeline_depth] [threads] */
 #include <pthread.h>
@@ -239,7 +239,7 @@ int main(int argc, char **argv)
             .deliver = (void (*)(void *, struct rh_msg *))rh_loop_post,
             .post = batched ? (void (*)(void *, struct rh_msg *))rh_loop_post_quiet : NULL,
             .wake = batched ? (void (*)(void *))rh_loop_wake : NULL,
-            .spin_us = batched ? 50 : 0};
+            .spin_us = batched ? 10 : 0};
         int ret = rh_pool_new(&cfg, &b->pools[batched]);
         if (ret < 0) {
             fprintf(stderr, "rh_pool_new: %s\n", strerror(-ret));

@@ -3,7 +3,7 @@ requests (/blocking?ms=200 from 40 clients) neither slows a fast blocking route 
 beyond 2x its p99 alone + 2 ms nor makes it fail, the slow route is still served, and the
 flood is shed by queueing delay (503 + Retry-After) rather than queued for seconds.
 
-Bounded: about 15 s; every socket has a timeout; only 127.0.0.1."""
+Bounded: about 10 s, 25 s at most (three tries); every socket has a timeout; only 127.0.0.1."""
 import os
 import re
 import sys
@@ -119,9 +119,10 @@ def test_fast_route_keeps_its_latency_while_slow_route_is_flooded():
 
 
 def p99_work(srv):
-    # Two tries: the machine is shared, and one burst of someone else's load can land on
-    # the loaded phase only. A broken bulkhead fails both by a wide margin (seconds).
-    for attempt in range(2):
+    # Three tries: the machine is shared, and one burst of someone else's load can land on
+    # the loaded phase only. Without bulkheads every try fails by a wide margin (p99 ~200
+    # ms: /work queues behind 200 ms tasks holding every thread).
+    for attempt in range(3):
         p99_work_once(srv.port)  # warm-up: threads, connection, caches
         alone, bad, n_alone = p99_of_work(srv.port, 2.0, 400)
         eq(bad, [], "non-2xx on /work alone")
