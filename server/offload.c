@@ -374,7 +374,8 @@ static int blocking_groups(rh_server *srv)
 {
     for (unsigned i = 0; i < srv->nblocking; i++) {
         struct blocking_route *b = srv->blocking[i];
-        if (!b->lane[0] && strcmp(b->group, "default") != 0 && !group_add(srv, b->group))
+        if (!b->lane[0] && b->group[0] && strcmp(b->group, "default") != 0 &&
+            !group_add(srv, b->group))
             return -ENOSPC;
     }
     return 0;
