@@ -8,10 +8,29 @@
  * are copied unless said otherwise; rh_str slices point into the request and stay valid until
  * the request ends (its response is sent or it is abandoned).
  *
- * Thread rules: rh_server_* set-up calls (rh_route, rh_use, ...) before rh_server_start, from
- * one thread. rh_server_stop from any thread or a signal handler. rh_req_* and rh_resp_* on
- * the request's ring thread (inside a handler, middleware or done callback), or on the pool
- * thread while it runs that request's blocking handler. */
+ * Threads. "Ring": the request's ring thread, inside a handler, a middleware's before or
+ * after, a done callback. "Work": a pool thread while it runs the request's work function
+ * or blocking handler; there the request is lent to that thread, and so it stays inside a
+ * function run by rh_call_on_ring (on the ring, while the pool thread waits).
+ *   rh_config_init, rh_status_reason ........ any thread
+ *   rh_server_new, rh_route*, rh_use*, rh_lane_declare, rh_static_route, rh_metrics_route,
+ *   rh_use_request_id, rh_ctx_key_new ........ set-up: before rh_server_start, one thread
+ *   rh_server_start, _run, _wait, _free ..... the thread that owns the server, never a
+ *                                              ring or pool thread (they wait for those)
+ *   rh_server_stop ........................... any thread, signal handlers
+ *   rh_server_reopen_logs, _port, _threads ... any thread (port, threads: after start)
+ *   rh_req_* (reading the request) ........... ring or work (rh_req_peer gives "-" in work)
+ *   rh_respond, rh_resp_header, rh_resp_started  ring or work; in work the answer is kept
+ *                                              and sent by the ring once the work returns
+ *   rh_resp_start, _write, _end .............. ring only: -ENOTSUP in work and in rh_call_on_ring
+ *   rh_offload, rh_offload_lane, rh_next, rh_static_serve  ring only, never from work
+ *   rh_offload_check, rh_call_on_ring ........ work only (0, and -EPERM, elsewhere)
+ *   rh_ctx_get, rh_ctx_set, rh_current_req, rh_request_id(NULL)  any thread: they act on the
+ *                                              calling thread's current request, if any
+ *   rh_req_ctx_get, rh_req_ctx_set ........... ring or work of that request
+ * A middleware whose before calls rh_offload (or _lane) and gets a negative value returns
+ * RH_MW_DONE: the request is answered already (503 with Retry-After, 500 for an unknown
+ * lane), its done callback never runs, and nothing may touch the request again. */
 #ifndef RINGHTTP_H
 #define RINGHTTP_H
 
@@ -22,6 +41,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The library is built with -fvisibility=hidden: what is declared here is its whole ABI. */
+#pragma GCC visibility push(default)
 
 #define RH_VERSION_STRING "0.1.0"
 
@@ -47,6 +69,11 @@ typedef struct rh_config {
     unsigned body_timeout_ms;   /* between body reads; 408; default 30 s */
     unsigned idle_timeout_ms;   /* keep-alive idle; close; default 60 s */
     unsigned write_timeout_ms;  /* a send that makes no progress; close; default 30 s */
+    unsigned handler_timeout_ms; /* a request not answered this long after dispatch gets 500
+                                  * (504 while out on the pool) and the connection closes
+                                  * after it; 0: none; default 60 s. The request stays valid
+                                  * for whoever holds it: answering it later (the answer is
+                                  * dropped) releases it, as when the client leaves. */
     unsigned drain_timeout_ms;  /* graceful stop; default 10 s */
     unsigned pool_threads;      /* 0: 2x CPUs, at least 4 */
     unsigned pool_queue;        /* 0: 1024 */
@@ -132,10 +159,25 @@ int rh_resp_header(rh_req *req, const char *name, const char *value);
 int rh_respond(rh_req *req, int status, const char *content_type, const void *body,
                size_t len);
 /* Streaming: sends the head with chunked encoding (close-delimited for HTTP/1.0), then
- * rh_resp_write chunks, then rh_resp_end. Output is buffered and sent from the ring. */
+ * rh_resp_write chunks, then rh_resp_end. Output is buffered and sent from the ring.
+ * Back-pressure, like h2o's generators (proceed/stop): rh_resp_write copies the chunk and
+ * returns 0 while the writer may go on, RH_RESP_FULL (> 0) once the connection's queued
+ * output is past its high-water mark (256 KiB): the chunk is queued, but write no more;
+ * call rh_resp_on_writable and continue from its callback. -ENOBUFS (nothing queued) past
+ * a hard bound of 16 MiB queued, so a writer that ignores the signal cannot grow memory
+ * without limit. Ring thread. */
+enum { RH_RESP_FULL = 1 };
 int rh_resp_start(rh_req *req, int status, const char *content_type);
 int rh_resp_write(rh_req *req, const void *data, size_t len);
 int rh_resp_end(rh_req *req);
+/* Calls fn(req, status, udata) once, on the ring thread outside any handler, when the
+ * queued output has drained below the low-water mark (64 KiB; at the next loop iteration if
+ * it is below already): status 0, write more. status -ECONNRESET: the client has gone; end
+ * the response (rh_resp_end) without writing more. One callback at a time (a new one
+ * replaces the old). 0; -EINVAL before rh_resp_start; -ENOTSUP on a pool thread;
+ * -ECONNRESET if the client has gone already (fn is not called). */
+typedef void (*rh_writable_fn)(rh_req *req, int status, void *udata);
+int rh_resp_on_writable(rh_req *req, rh_writable_fn fn, void *udata);
 /* Whether the request has been answered (rh_respond or rh_resp_start). */
 bool rh_resp_started(const rh_req *req);
 
@@ -285,6 +327,8 @@ int rh_static_serve(rh_req *req, const char *prefix);
 
 /* The reason phrase for a status code ("Not Found"), or "Unknown". */
 const char *rh_status_reason(int status);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -98,6 +98,7 @@ static bool input_append(struct rh_conn *c, const char *data, uint32_t n)
 static void hold_buffer(struct rh_conn *c, unsigned bid, uint32_t len)
 {
     struct rh_worker *w = c->w;
+    w->held_total++;
     w->held_next[bid] = RH_NO_BUF;
     w->held_len[bid] = len;
     if (c->held_tail == RH_NO_BUF)
@@ -108,7 +109,26 @@ static void hold_buffer(struct rh_conn *c, unsigned bid, uint32_t len)
     c->nheld++;
 }
 
-/* Moves held provided buffers into the input buffer while they fit, in arrival order. */
+/* Moves as much of the spill as fits into the input buffer. */
+static void drain_spill(struct rh_conn *c)
+{
+    uint32_t left = c->spill_len - c->spill_off;
+    if (left == 0)
+        return;
+    if (!c->in)
+        c->in = in_block_get(c->w);
+    if (c->in_len + left > RH_IN_BLOCK)
+        compact_input(c);
+    c->in_len += spill_take(c, c->in + c->in_len, RH_IN_BLOCK - c->in_len);
+}
+
+static bool input_pending(const struct rh_conn *c)
+{
+    return c->held_head != RH_NO_BUF || c->spill_off != c->spill_len;
+}
+
+/* Moves held provided buffers, then the spill, into the input buffer while they fit, in
+ * arrival order. */
 static void drain_held(struct rh_conn *c)
 {
     struct rh_worker *w = c->w;
@@ -120,8 +140,10 @@ static void drain_held(struct rh_conn *c)
         if (c->held_head == RH_NO_BUF)
             c->held_tail = RH_NO_BUF;
         c->nheld--;
+        w->held_total--;
         rh_loop_buf_recycle(&w->loop, bid);
     }
+    drain_spill(c);
 }
 
 static void drop_held(struct rh_conn *c)
@@ -131,8 +153,10 @@ static void drop_held(struct rh_conn *c)
         c->held_head = c->w->held_next[bid];
         rh_loop_buf_recycle(&c->w->loop, bid);
     }
+    c->w->held_total -= c->nheld;
     c->held_tail = RH_NO_BUF;
     c->nheld = 0;
+    spill_free(c);
 }
 
 /* ---- timers ---- */
@@ -149,11 +173,18 @@ void conn_arm_phase_deadline(struct rh_conn *c, unsigned ms)
         rh_timer_arm(&c->w->loop.wheel, &c->timer, c->phase_deadline_ms);
 }
 
+/* A request is with its handler, unanswered, under a deadline. */
+static bool handler_waiting(const struct rh_conn *c)
+{
+    return c->phase == PH_HANDLER && c->req && !(c->req->flags & R_RESP_STARTED) &&
+           c->w->srv->cfg.handler_timeout_ms;
+}
+
 /* After a send: the head or body being read keeps its own deadline (regression: a
  * pipelined partial head was left with none, a slow-loris hole). */
 static void restore_phase_timer(struct rh_conn *c)
 {
-    if (c->phase == PH_HEAD || c->phase == PH_BODY)
+    if (c->phase == PH_HEAD || c->phase == PH_BODY || handler_waiting(c))
         rh_timer_arm(&c->w->loop.wheel, &c->timer, c->phase_deadline_ms);
     else
         rh_timer_cancel(&c->w->loop.wheel, &c->timer);
@@ -175,6 +206,8 @@ static void conn_on_timer(struct rh_timer *t)
         conn_fail(c, 408);
         return;
     case PH_HANDLER:
+        if (handler_waiting(c))
+            req_deadline(c->req);
         return;
     case PH_IDLE:
     case PH_LINGER:
@@ -232,13 +265,38 @@ static void conn_take_input(struct rh_conn *c, unsigned bid, uint32_t n)
         rh_loop_buf_recycle(&w->loop, bid);
         return;
     }
-    if (c->held_head == RH_NO_BUF && input_append(c, rh_loop_buf(&w->loop, bid), n)) {
+    const char *data = rh_loop_buf(&w->loop, bid);
+    if (!input_pending(c) && input_append(c, data, n)) {
         rh_loop_buf_recycle(&w->loop, bid);
         return;
     }
-    hold_buffer(c, bid, n);
-    if (c->nheld >= 4)
-        stop_reading(c);
+    /* No room: hold the buffer while this connection and the ring can afford it, else copy
+     * (a busy connection must not starve the others of buffers), and stop reading. */
+    if (c->nheld < RH_HELD_MAX && c->spill_off == c->spill_len &&
+        w->held_total < w->loop.bufs.count / 4) {
+        hold_buffer(c, bid, n);
+    } else {
+        bool ok = spill_append(c, data, n);
+        rh_loop_buf_recycle(&w->loop, bid);
+        if (!ok) {
+            conn_close(c);
+            return;
+        }
+    }
+    stop_reading(c);
+}
+
+/* Re-arms connections whose recv found the buffer ring empty: at a flush, when buffers are
+ * back (not in the pass that saw -ENOBUFS: that spins), oldest first, at most one per free
+ * buffer so a burst of them cannot empty the ring again at once (see conn_bufs.c). */
+static void rearm_starved(struct rh_worker *w)
+{
+    for (unsigned free_bufs = starved_free_buffers(w); free_bufs > 0 && w->starved_head;
+         free_bufs--) {
+        struct rh_conn *c = starved_pop(w);
+        if (!(c->flags & (C_CLOSING | C_RECV_ARMED | C_PEER_EOF)))
+            arm_recv(c);
+    }
 }
 
 static void on_recv(struct rh_loop *loop, const struct io_uring_cqe *cqe)
@@ -284,8 +342,16 @@ static void on_recv(struct rh_loop *loop, const struct io_uring_cqe *cqe)
     if (c->phase == PH_BODY && cqe->res > 0)
         conn_arm_phase_deadline(c, w->srv->cfg.body_timeout_ms);
     conn_process(c);
-    if (final && !(c->flags & (C_CLOSING | C_PEER_EOF | C_READ_STOPPED)))
-        conn_mark_dirty(c), c->flags |= C_WANT_RECV; /* ENOBUFS or a spent multishot */
+    if (!final || (c->flags & (C_CLOSING | C_PEER_EOF | C_READ_STOPPED | C_RECV_ARMED)))
+        return;
+    if (input_pending(c) || (c->flags & C_OUT_FULL)) {
+        c->flags |= C_READ_STOPPED; /* resumed by conn_process once there is room */
+        return;
+    }
+    if (cqe->res == -ENOBUFS)
+        starved_push(c); /* re-armed once buffers are back (rearm_starved) */
+    else
+        conn_mark_dirty(c), c->flags |= C_WANT_RECV; /* a spent multishot */
 }
 
 /* ---- send ---- */
@@ -343,7 +409,7 @@ static void conn_on_drained(struct rh_conn *c)
          * sending: closing with unread data makes the kernel reset the connection, which
          * can destroy the answer before the client reads it. Otherwise close at once. */
         bool unread = (c->flags & C_LINGER_NEEDED) || c->in_off != c->in_len ||
-                      c->held_head != RH_NO_BUF;
+                      input_pending(c);
         if (unread)
             enter_linger(c);
         else
@@ -358,6 +424,37 @@ static void conn_on_drained(struct rh_conn *c)
     obuf_release(w, &c->pbuf);
     if (c->in_len == c->in_off && c->phase == PH_IDLE)
         conn_arm_timer(c, w->srv->cfg.idle_timeout_ms);
+}
+
+/* Output back-pressure (RH_OUT_HIGH / RH_OUT_LOW, hysteresis): whether this connection
+ * must parse no further for now. Past the high-water mark it also stops reading, so a
+ * client that sends requests and never reads answers holds a bounded amount of memory. */
+static bool conn_out_full(struct rh_conn *c)
+{
+    size_t queued = conn_out_queued(c);
+    if (c->flags & C_OUT_FULL) {
+        if (queued > RH_OUT_LOW)
+            return true;
+        c->flags &= ~C_OUT_FULL;
+        return false;
+    }
+    if (queued < RH_OUT_HIGH)
+        return false;
+    c->flags |= C_OUT_FULL;
+    stop_reading(c);
+    return true;
+}
+
+/* A send made progress: below the low-water mark, wake a waiting streaming writer and
+ * parse (and read) again. */
+static void conn_out_progress(struct rh_conn *c)
+{
+    if (conn_out_queued(c) > RH_OUT_LOW || (c->flags & C_CLOSING))
+        return;
+    if (c->req && c->req->on_writable)
+        resp_writable_ready(c->req);
+    if (c->flags & C_OUT_FULL)
+        conn_process(c);
 }
 
 static void on_send(struct rh_loop *loop, const struct io_uring_cqe *cqe)
@@ -375,20 +472,24 @@ static void on_send(struct rh_loop *loop, const struct io_uring_cqe *cqe)
         conn_close(c);
         return;
     }
-    c->wbuf.sent += (uint32_t)cqe->res;
+    c->wbuf.sent += (size_t)cqe->res;
     if (c->wbuf.sent < c->wbuf.len) { /* short write: the rest, at once */
         submit_send(c);
+        conn_out_progress(c);
         return;
     }
     c->wbuf.len = c->wbuf.sent = 0;
     restore_phase_timer(c);
     if (c->pbuf.len) {
         conn_flush(c);
+        conn_out_progress(c);
         return;
     }
     conn_on_drained(c);
-    if (!(c->flags & C_CLOSING) && c->phase != PH_LINGER)
+    if (!(c->flags & C_CLOSING) && c->phase != PH_LINGER) {
+        conn_out_progress(c); /* a streaming writer waits for this */
         conn_process(c); /* held input may be waiting for room that output just freed */
+    }
 }
 
 void conn_mark_dirty(struct rh_conn *c)
@@ -405,6 +506,8 @@ void worker_flush(struct rh_loop *loop)
 {
     struct rh_worker *w = loop_worker(loop);
     worker_refresh_date(w);
+    resp_run_writable(w); /* streaming writers first: what they write goes out below */
+    rearm_starved(w);
     while (w->dirty) {
         struct rh_conn *c = w->dirty;
         w->dirty = c->dirty_next;
@@ -433,6 +536,8 @@ void conn_request_done(struct rh_conn *c)
     c->flags &= ~C_PAUSED;
     c->requests++;
     c->phase = PH_IDLE;
+    if (!(c->flags & (C_SEND_INFLIGHT | C_FILE_INFLIGHT)))
+        rh_timer_cancel(&c->w->loop.wheel, &c->timer); /* the handler deadline ends */
     conn_mark_dirty(c);
     if (!(c->flags & C_PROCESSING))
         conn_process(c); /* answered later than dispatch: resume pipelined input */
@@ -462,7 +567,7 @@ void conn_process(struct rh_conn *c)
         drain_held(c);
         if (c->flags & (C_PAUSED | C_CLOSE_AFTER_SEND | C_CLOSING) || c->phase == PH_LINGER)
             break;
-        if (c->in_off == c->in_len)
+        if (conn_out_full(c) || c->in_off == c->in_len) /* first: it refreshes C_OUT_FULL */
             break;
         int status = parse_execute(c);
         if (status > 0)
@@ -471,12 +576,13 @@ void conn_process(struct rh_conn *c)
     c->flags &= ~C_PROCESSING;
     if (c->flags & C_CLOSING)
         return;
-    if (!c->req && c->in_off == c->in_len && c->in && c->held_head == RH_NO_BUF) {
+    if (!c->req && c->in_off == c->in_len && c->in && !input_pending(c)) {
         in_block_put(c->w, c->in); /* idle: give the buffer back */
         c->in = NULL;
         c->in_len = c->in_off = 0;
     }
-    if ((c->flags & C_READ_STOPPED) && c->held_head == RH_NO_BUF && !(c->flags & C_PEER_EOF)) {
+    if ((c->flags & C_READ_STOPPED) && !input_pending(c) &&
+        !(c->flags & (C_PEER_EOF | C_OUT_FULL))) {
         c->flags |= C_WANT_RECV;
         conn_mark_dirty(c);
     }
@@ -516,6 +622,7 @@ void conn_close(struct rh_conn *c)
         return;
     c->flags |= C_CLOSING;
     rh_timer_cancel(&c->w->loop.wheel, &c->timer);
+    starved_remove(c);
     drop_held(c);
     if (c->flags & (C_RECV_ARMED | C_SEND_INFLIGHT | C_FILE_INFLIGHT))
         cancel_ops(c);
@@ -539,9 +646,8 @@ void conn_finish_close(struct rh_conn *c)
         struct rh_req *r = c->req;
         c->req = NULL;
         if (c->flags & C_PAUSED) {
-            req_detach_head(r); /* no-op when offloaded: done before it left */
-            r->conn = NULL;     /* its handler still runs: it ends the orphan */
-            offload_cancel(r);  /* not started yet: it never will */
+            req_orphan(r);     /* its handler still runs: it ends the orphan */
+            offload_cancel(r); /* not started yet: it never will */
         } else {
             req_end(r);
         }
@@ -636,7 +742,7 @@ void worker_abandon_requests(struct rh_worker *w)
         struct rh_req *r = c->req;
         c->req = NULL;
         if (r && (c->flags & C_PAUSED)) {
-            r->conn = NULL;
+            req_orphan(r);
             offload_cancel(r);
         } else if (r) {
             r->conn = NULL;
@@ -644,11 +750,13 @@ void worker_abandon_requests(struct rh_worker *w)
         }
         if (c->in)
             in_block_put(w, c->in);
+        spill_free(c);
         obuf_release(w, &c->wbuf);
         obuf_release(w, &c->pbuf);
         close(c->fd);
         c->fd = -1;
     }
+    req_release_orphans(w);
 }
 
 /* Graceful stop: idle connections go now; busy ones finish their request, then close. */

@@ -56,6 +56,57 @@ static void on_echo(rh_req *req, void *udata)
     rh_respond(req, 200, ct, body.ptr, body.len);
 }
 
+/* /never: a handler that returns without answering (a bug the handler deadline,
+ * --handler-timeout, turns into a 500); /never?pool=1 offloads a no-op whose done callback
+ * never answers either. For tests of the deadline. */
+static void never_work(rh_req *req, void *arg) {}
+static void never_done(rh_req *req, int status, void *arg) {}
+
+static void on_never(rh_req *req, void *udata)
+{
+    rh_str v;
+    if (rh_req_query_param(req, "pool", &v) == 0 && v.len == 1 && v.ptr[0] == '1')
+        rh_offload(req, never_work, never_done, NULL);
+}
+
+/* /stream?bytes=N: N bytes (default 1 MiB, at most 1 GiB) streamed in 16 KiB chunks at the
+ * reader's pace: written until rh_resp_write says RH_RESP_FULL, then on from
+ * rh_resp_on_writable's callback. The bytes still to send ride in the callback's udata. */
+static char stream_chunk[16384];
+
+static void stream_more(rh_req *req, int status, void *udata)
+{
+    uint64_t left = (uint64_t)(uintptr_t)udata;
+    while (status == 0 && left > 0) {
+        size_t n = left < sizeof(stream_chunk) ? (size_t)left : sizeof(stream_chunk);
+        int ret = rh_resp_write(req, stream_chunk, n);
+        if (ret < 0)
+            break;
+        left -= n;
+        if (ret == RH_RESP_FULL && left > 0) {
+            if (rh_resp_on_writable(req, stream_more, (void *)(uintptr_t)left) == 0)
+                return; /* on when the reader has taken most of it */
+            break;      /* the client has gone */
+        }
+    }
+    rh_resp_end(req);
+}
+
+static void on_stream(rh_req *req, void *udata)
+{
+    rh_str v;
+    char *end = NULL;
+    unsigned long long bytes = 1u << 20;
+    if (rh_req_query_param(req, "bytes", &v) == 0)
+        bytes = strtoull(v.ptr, &end, 10);
+    if ((end && end != v.ptr + v.len) || bytes > (1ull << 30)) {
+        RESPOND_LIT(req, 400, "text/plain", "bytes must be 0..1073741824\n");
+        return;
+    }
+    if (rh_resp_start(req, 200, "application/octet-stream") == 0)
+        stream_more(req, 0, (void *)(uintptr_t)bytes);
+}
+
 static void on_healthz(rh_req *req, void *udata)
 {
     RESPOND_LIT(req, 200, "text/plain", "ok\n");
@@ -222,6 +273,10 @@ int demo_routes_add(rh_server *srv, bool with_index)
     ret = ret ? ret : rh_route(srv, "POST", "/echo", on_echo, NULL);
     ret = ret ? ret : rh_route(srv, "PUT", "/echo", on_echo, NULL);
     ret = ret ? ret : rh_route(srv, "GET", "/healthz", on_healthz, NULL);
+    ret = ret ? ret : rh_route(srv, "GET", "/never", on_never, NULL);
+    ret = ret ? ret : rh_route(srv, "GET", "/stream", on_stream, NULL);
+    for (size_t i = 0; i < sizeof(stream_chunk); i++)
+        stream_chunk[i] = "0123456789abcdef"[i % 16];
     ret = ret ? ret : rh_route_blocking(srv, "GET", "/blocking", on_blocking, NULL, NULL);
     ret = ret ? ret : rh_route_blocking(srv, "GET", "/work", on_work, NULL, NULL);
     ret = ret ? ret : db_create();

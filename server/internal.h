@@ -34,6 +34,19 @@
 #define RH_FREE_BLOCKS_MAX 256u
 #define RH_NO_BUF 0xffffu
 #define RH_LINGER_MS 1500u
+/* Output back-pressure per connection: past RH_OUT_HIGH bytes queued (pending + in flight)
+ * the connection parses no further request and stops reading; below RH_OUT_LOW it resumes
+ * and a streaming writer waiting in rh_resp_on_writable is called. A stream is refused past
+ * RH_OUT_MAX (rh_resp_write: -ENOBUFS), so a writer that ignores the signal stays bounded. */
+#define RH_OUT_HIGH (256u * 1024u)
+#define RH_OUT_LOW (64u * 1024u)
+#define RH_OUT_MAX (16u * 1024u * 1024u)
+/* Provided buffers a connection may hold (input that does not fit its input block yet);
+ * past it, or past a quarter of the ring held by all connections, input is copied into the
+ * connection's spill buffer and the buffer goes back at once, so buffers keep cycling for
+ * every other connection. The spill is bounded too: reading stops when it is first used. */
+#define RH_HELD_MAX 2u
+#define RH_SPILL_MAX (1024u * 1024u)
 #define RH_MAX_MIDDLEWARE 16
 #define RH_MAX_LANES 8
 #define RH_MAX_BLOCKING_ROUTES 64
@@ -58,14 +71,14 @@ struct rh_hdr {
  * from mimalloc. Owner: the connection, until released when the connection goes idle. */
 struct rh_obuf {
     char *data;
-    uint32_t len, cap, sent;
+    size_t len, cap, sent; /* size_t: a large streamed body must not wrap a 32-bit count */
 };
 
 enum rh_phase {
     PH_IDLE,    /* between requests: idle (keep-alive) timer */
     PH_HEAD,    /* reading a request head: header timer */
     PH_BODY,    /* reading a body: body timer, re-armed on progress */
-    PH_HANDLER, /* dispatched, not answered: no timer of ours */
+    PH_HANDLER, /* dispatched, not answered: the handler deadline (--handler-timeout) */
     PH_LINGER,  /* answered with close: write shut, draining input briefly */
 };
 
@@ -83,6 +96,8 @@ enum rh_conn_flag {
     C_FILE_INFLIGHT = 1u << 10, /* static.c: a file body op outstanding; close waits for it */
     C_LINGER_NEEDED = 1u << 11, /* failed mid-input: the client may still be sending */
     C_FREE_PENDING = 1u << 12,  /* closed while on the flush list: freed when popped */
+    C_STARVED = 1u << 13,       /* recv ended with -ENOBUFS: on the worker's starved list */
+    C_OUT_FULL = 1u << 14,      /* output past RH_OUT_HIGH: parse and read no further */
 };
 
 struct rh_conn {
@@ -97,6 +112,9 @@ struct rh_conn {
     char *in; /* RH_IN_BLOCK from the worker's free list while bytes are pending */
     uint32_t in_len, in_off; /* bytes held / bytes given to the parser */
     uint16_t held_head, held_tail, nheld; /* provided buffers waiting for room in `in` */
+    char *spill; /* input after the held buffers, copied (mimalloc; freed once drained) */
+    uint32_t spill_len, spill_off, spill_cap;
+    struct rh_conn *starved_prev, *starved_next; /* the worker's starved list (C_STARVED) */
 
     struct rh_obuf wbuf; /* being sent (the kernel's while C_SEND_INFLIGHT) */
     struct rh_obuf pbuf; /* being filled by responses */
@@ -122,6 +140,7 @@ enum rh_req_flag {
     R_EXPECT_CONTINUE = 1u << 9,
     R_CHUNKED = 1u << 10,
     R_FINISHED = 1u << 11, /* answered while still in use on the stack: release on leave */
+    R_WRITABLE_QUEUED = 1u << 12, /* on the worker's writable list: on_writable runs soon */
 };
 
 /* Pooled per worker; owned by its connection while attached (conn->req), and by whoever
@@ -141,6 +160,12 @@ struct rh_req {
     void *offload;  /* the task out on the pool, or NULL (ring thread only) */
     struct static_xfer *file; /* static.c: a file body still to send after the head */
     struct captured *captured; /* an answer made on the pool thread, sent by the ring */
+    rh_writable_fn on_writable; /* a streaming writer waiting for room (rh_resp_on_writable) */
+    void *writable_udata;
+    struct rh_req *writable_next;            /* the worker's writable list */
+    struct rh_req *orphan_prev, *orphan_next; /* the worker's orphan list */
+    /* On that list. Not a flag: a request is orphaned while a pool thread may read flags. */
+    bool orphan_listed;
 
     const char *base;  /* start of the request head (in conn->in, or head_copy) */
     char *head_copy;   /* owned copy of the head once detached (mimalloc) */
@@ -230,6 +255,10 @@ struct rh_worker {
     unsigned nfree_in, nfree_out;
     uint16_t *held_next;     /* per provided buffer: next in a connection's held list */
     uint32_t *held_len;
+    unsigned held_total;     /* provided buffers held by all connections */
+    struct rh_conn *starved_head, *starved_tail; /* waiting for buffers, oldest first */
+    struct rh_req *writable_head, *writable_tail; /* streaming writers to call back */
+    struct rh_req *orphans; /* detached from their connection, not yet answered */
 
     char date_line[48]; /* "Date: ...\r\n", refreshed once per second */
     uint32_t date_len;
@@ -281,6 +310,11 @@ void conn_mark_dirty(struct rh_conn *c);
  * while the send is out, and the deadline is restored, not extended, when it completes. */
 void conn_arm_phase_deadline(struct rh_conn *c, unsigned ms);
 void conn_request_done(struct rh_conn *c); /* the current request ended: resume input */
+/* Output queued on the connection: pending plus the part of the send in flight not sent. */
+static inline size_t conn_out_queued(const struct rh_conn *c)
+{
+    return (c->wbuf.len - c->wbuf.sent) + c->pbuf.len;
+}
 void conn_process(struct rh_conn *c);
 /* Bytes in, as a recv delivers them: appends and processes. false if they do not fit now
  * (the caller holds them). The entry point for unit tests and the fuzzer too. */
@@ -294,6 +328,15 @@ void worker_flush(struct rh_loop *loop);
 void worker_close_all(struct rh_worker *w, bool idle_only);
 void worker_abandon_requests(struct rh_worker *w); /* the ring is gone: orphan them all */
 void conn_arm_accept(struct rh_worker *w);
+
+/* conn_bufs.c: input waiting for room, and connections waiting for provided buffers */
+bool spill_append(struct rh_conn *c, const char *data, uint32_t n); /* false past the bound */
+uint32_t spill_take(struct rh_conn *c, char *dst, uint32_t room); /* bytes moved to dst */
+void spill_free(struct rh_conn *c);
+void starved_push(struct rh_conn *c); /* recv ended with -ENOBUFS: wait for buffers */
+void starved_remove(struct rh_conn *c);
+struct rh_conn *starved_pop(struct rh_worker *w); /* the oldest, or NULL */
+unsigned starved_free_buffers(const struct rh_worker *w);
 
 /* parse.c */
 void parse_conn_init(struct rh_conn *c);
@@ -312,6 +355,14 @@ void req_complete(struct rh_req *req); /* answered in full */
 void mw_run_after(struct rh_req *req, int status); /* response.c, before the head */
 void mw_continue(struct rh_req *req);
 void req_detach_head(struct rh_req *req);
+/* The connection stops waiting for req (it closed, or the handler deadline passed): req
+ * keeps its head and lives on until it is answered (the answer is dropped); a streaming
+ * writer waiting for room is told -ECONNRESET; requests still not answered when the ring
+ * stops are released then. */
+void req_orphan(struct rh_req *req);
+void req_release_orphans(struct rh_worker *w); /* the ring has stopped */
+/* The handler deadline passed with req unanswered: 500, or 504 for pool work. */
+void req_deadline(struct rh_req *req);
 static inline const char *req_ptr(const struct rh_req *req, struct rh_slice s)
 {
     return req->base + s.off;
@@ -320,6 +371,11 @@ static inline const char *req_ptr(const struct rh_req *req, struct rh_slice s)
 /* response.c */
 int resp_error(struct rh_req *req, int status); /* a canned error page, Connection: close */
 int resp_error_keepalive(struct rh_req *req, int status); /* the same, connection kept */
+/* Streaming writers: req's writer may write again (queued output below RH_OUT_LOW, or the
+ * connection gone); resp_run_writable calls them, outside any handler (worker_flush). */
+void resp_writable_ready(struct rh_req *req);
+void resp_writable_cancel(struct rh_req *req); /* req ends: off the list */
+void resp_run_writable(struct rh_worker *w);
 void resp_write_raw(struct rh_conn *c, const char *data, size_t len);
 void obuf_release(struct rh_worker *w, struct rh_obuf *b);
 char *obuf_reserve(struct rh_worker *w, struct rh_obuf *b, size_t n);

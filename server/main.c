@@ -27,6 +27,7 @@ static void usage(FILE *out)
             "  --body-timeout MS    between body reads (default 30000)\n"
             "  --idle-timeout MS    keep-alive idle (default 60000)\n"
             "  --write-timeout MS   stalled send (default 30000)\n"
+            "  --handler-timeout MS unanswered request: 500, 504 on the pool (60000; 0: none)\n"
             "  --drain-timeout MS   graceful stop (default 10000)\n"
             "  --recv-buffers N     provided recv buffers per ring, a power of two (1024)\n"
             "  --recv-buffer-size B bytes each (default 4096)\n"
@@ -53,7 +54,7 @@ enum {
     OPT_QUIET, OPT_HELP, OPT_VERSION, OPT_ACCESS_LOG, OPT_REQUEST_ID, OPT_NO_REQUEST_ID,
     OPT_POOL_THREADS, OPT_POOL_QUEUE, OPT_POOL_TIMEOUT, OPT_NOOP_MW, OPT_RECV_BUFS,
     OPT_RECV_BUF_SIZE, OPT_BATCH_WAIT, OPT_NO_DEFER, OPT_CACHE_CONTROL, OPT_SPLICE_MIN,
-    OPT_POOL_SHARE, OPT_SHED_TARGET, OPT_SHED_INTERVAL, OPT_POOL_SPIN,
+    OPT_HANDLER_TO, OPT_POOL_SHARE, OPT_SHED_TARGET, OPT_SHED_INTERVAL, OPT_POOL_SPIN,
 };
 
 static const struct option options[] = {
@@ -70,6 +71,7 @@ static const struct option options[] = {
     {"body-timeout", required_argument, 0, OPT_BODY_TO},
     {"idle-timeout", required_argument, 0, OPT_IDLE_TO},
     {"write-timeout", required_argument, 0, OPT_WRITE_TO},
+    {"handler-timeout", required_argument, 0, OPT_HANDLER_TO},
     {"drain-timeout", required_argument, 0, OPT_DRAIN_TO},
     {"quiet", no_argument, 0, OPT_QUIET},
     {"pool-threads", required_argument, 0, OPT_POOL_THREADS},
@@ -142,6 +144,7 @@ static int apply_option(struct cli *cli, int opt, const char *arg)
     case OPT_BODY_TO: c->body_timeout_ms = (unsigned)v; break;
     case OPT_IDLE_TO: c->idle_timeout_ms = (unsigned)v; break;
     case OPT_WRITE_TO: c->write_timeout_ms = (unsigned)v; break;
+    case OPT_HANDLER_TO: c->handler_timeout_ms = (unsigned)v; break;
     case OPT_DRAIN_TO: c->drain_timeout_ms = (unsigned)v; break;
     case OPT_POOL_THREADS: c->pool_threads = (unsigned)v; break;
     case OPT_POOL_QUEUE: c->pool_queue = (unsigned)v; break;

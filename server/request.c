@@ -34,12 +34,69 @@ struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c)
     return r;
 }
 
+static void orphan_unlink(struct rh_req *r)
+{
+    if (r->orphan_prev)
+        r->orphan_prev->orphan_next = r->orphan_next;
+    else
+        r->w->orphans = r->orphan_next;
+    if (r->orphan_next)
+        r->orphan_next->orphan_prev = r->orphan_prev;
+    r->orphan_listed = false;
+}
+
+void req_orphan(struct rh_req *r)
+{
+    struct rh_worker *w = r->w;
+    req_detach_head(r); /* no-op when offloaded: done before it left */
+    r->conn = NULL;
+    if (!r->orphan_listed) {
+        r->orphan_listed = true;
+        r->orphan_prev = NULL;
+        r->orphan_next = w->orphans;
+        if (w->orphans)
+            w->orphans->orphan_prev = r;
+        w->orphans = r;
+    }
+    if (r->on_writable)
+        resp_writable_ready(r); /* the writer learns the client is gone (-ECONNRESET) */
+}
+
+/* Orphans out on the pool come back through it (offload_stop) and end there. */
+void req_release_orphans(struct rh_worker *w)
+{
+    struct rh_req *r = w->orphans;
+    while (r) {
+        struct rh_req *next = r->orphan_next;
+        if (!r->offload)
+            req_end(r);
+        r = next;
+    }
+}
+
+/* The connection answers in the request's place and goes on (closing after the answer);
+ * the request itself stays valid for whoever still holds it, as when the client leaves. */
+void req_deadline(struct rh_req *r)
+{
+    struct rh_conn *c = r->conn;
+    bool on_pool = r->offload != NULL;
+    c->req = NULL;
+    req_orphan(r);
+    offload_cancel(r); /* not started: it never will; running: rh_offload_check says so */
+    conn_fail(c, on_pool ? 504 : 500);
+    if ((c->flags & C_PAUSED) && !c->req && !(c->flags & C_CLOSING))
+        conn_close(c); /* no answer could be queued: nothing may follow on this connection */
+}
+
 void req_end(struct rh_req *r)
 {
     struct rh_worker *w = r->w;
     struct rh_conn *c = r->conn;
     if (c && c->req == r)
         c->req = NULL;
+    resp_writable_cancel(r);
+    if (r->orphan_listed)
+        orphan_unlink(r);
     struct rh_ctx *prev = ctx_enter(&r->ctx); /* destructors may read their request */
     ctx_release(&r->ctx);
     ctx_leave(prev);
@@ -149,6 +206,11 @@ void req_dispatch(struct rh_req *r)
     struct rh_ctx *prev = req_enter(r);
     mw_continue(r);
     req_leave(r, prev);
+    /* Still unanswered (r is alive only then: c->req == r): the handler's deadline starts.
+     * Armed here, not before the handler, so the common answer-at-once path costs no timer. */
+    unsigned deadline_ms = c->w->srv->cfg.handler_timeout_ms;
+    if (deadline_ms && c->req == r && !(r->flags & R_RESP_STARTED))
+        conn_arm_phase_deadline(c, deadline_ms);
 }
 
 void rh_next(rh_req *r)

@@ -87,12 +87,12 @@ char *obuf_reserve(struct rh_worker *w, struct rh_obuf *b, size_t n)
     char *nd = mi_malloc(cap); /* owner: the connection; freed by obuf_release */
     if (!nd)
         return NULL;
-    uint32_t len = b->len, sent = b->sent;
+    size_t len = b->len, sent = b->sent;
     if (len)
         memcpy(nd, b->data, len);
     obuf_release(w, b);
     b->data = nd;
-    b->cap = (uint32_t)cap;
+    b->cap = cap;
     b->len = len;
     b->sent = sent;
     return b->data + b->len;
@@ -119,7 +119,7 @@ static int out_append(struct rh_conn *c, const void *data, size_t len)
     if (!p)
         return -ENOMEM;
     memcpy(p, data, len);
-    c->pbuf.len += (uint32_t)len;
+    c->pbuf.len += len;
     return 0;
 }
 
@@ -216,7 +216,7 @@ static int write_head(struct rh_req *r, int status, const char *ctype, int64_t b
         p = APPEND_LIT(p, "Connection: keep-alive\r\n");
     }
     p = APPEND_LIT(p, "\r\n");
-    c->pbuf.len += (uint32_t)(p - start);
+    c->pbuf.len += (size_t)(p - start);
     r->flags |= R_RESP_STARTED;
     return 0;
 }
@@ -347,6 +347,8 @@ int rh_resp_write(rh_req *r, const void *data, size_t len)
     if (!r->conn || len == 0 || (r->flags & R_HEAD))
         return 0;
     struct rh_conn *c = r->conn;
+    if (len > RH_OUT_MAX || conn_out_queued(c) + len > RH_OUT_MAX)
+        return -ENOBUFS; /* the writer ignored RH_RESP_FULL: refuse rather than grow */
     if (r->flags & R_RESP_CHUNKED) {
         char hex[20];
         size_t n = 0;
@@ -363,7 +365,80 @@ int rh_resp_write(rh_req *r, const void *data, size_t len)
         return -ENOMEM;
     }
     conn_mark_dirty(c);
+    return conn_out_queued(c) >= RH_OUT_HIGH ? RH_RESP_FULL : 0;
+}
+
+/* ---- streaming back-pressure: writers waiting for room ---- */
+
+int rh_resp_on_writable(rh_req *r, rh_writable_fn fn, void *udata)
+{
+    if (r->lent)
+        return -ENOTSUP;
+    if (!(r->flags & R_RESP_STARTED) || !fn)
+        return -EINVAL;
+    if (!r->conn)
+        return -ECONNRESET;
+    r->on_writable = fn;
+    r->writable_udata = udata;
+    if (conn_out_queued(r->conn) <= RH_OUT_LOW)
+        resp_writable_ready(r); /* room already: at the next flush, outside this handler */
     return 0;
+}
+
+void resp_writable_ready(struct rh_req *r)
+{
+    struct rh_worker *w = r->w;
+    if (r->flags & R_WRITABLE_QUEUED)
+        return;
+    r->flags |= R_WRITABLE_QUEUED;
+    r->writable_next = NULL;
+    if (w->writable_tail)
+        w->writable_tail->writable_next = r;
+    else
+        w->writable_head = r;
+    w->writable_tail = r;
+}
+
+void resp_writable_cancel(struct rh_req *r)
+{
+    r->on_writable = NULL;
+    if (!(r->flags & R_WRITABLE_QUEUED))
+        return;
+    struct rh_worker *w = r->w;
+    struct rh_req *prev = NULL;
+    for (struct rh_req *q = w->writable_head; q; prev = q, q = q->writable_next) {
+        if (q != r)
+            continue;
+        if (prev)
+            prev->writable_next = r->writable_next;
+        else
+            w->writable_head = r->writable_next;
+        if (w->writable_tail == r)
+            w->writable_tail = prev;
+        break;
+    }
+    r->flags &= ~R_WRITABLE_QUEUED;
+}
+
+/* Runs the queued callbacks, including those a callback queues again while there is room
+ * (the flush below sends what they wrote). A bound per flush keeps a writer that only
+ * re-registers from holding the ring: the rest run at the next flush. */
+void resp_run_writable(struct rh_worker *w)
+{
+    for (unsigned budget = 1024; w->writable_head && budget > 0; budget--) {
+        struct rh_req *r = w->writable_head;
+        w->writable_head = r->writable_next;
+        if (!w->writable_head)
+            w->writable_tail = NULL;
+        r->flags &= ~R_WRITABLE_QUEUED;
+        rh_writable_fn fn = r->on_writable;
+        r->on_writable = NULL;
+        if (fn) {
+            struct rh_ctx *prev = req_enter(r);
+            fn(r, r->conn ? 0 : -ECONNRESET, r->writable_udata);
+            req_leave(r, prev);
+        }
+    }
 }
 
 int rh_resp_end(rh_req *r)

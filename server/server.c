@@ -27,6 +27,7 @@ void rh_config_init(rh_config *cfg)
     cfg->body_timeout_ms = 30000;
     cfg->idle_timeout_ms = 60000;
     cfg->write_timeout_ms = 30000;
+    cfg->handler_timeout_ms = 60000;
     cfg->drain_timeout_ms = 10000;
     cfg->pool_group_share = 50;
     cfg->pool_shed_target_ms = 100;

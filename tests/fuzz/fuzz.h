@@ -33,7 +33,9 @@
 #define FZ_MAX_BUFS 16
 #define FZ_MAX_SQES 64
 #define FZ_MAX_CQES 64
-#define FZ_MAX_PARKED 4
+/* Parked requests: one live per connection, plus orphans (their connection closed, or the
+ * handler deadline passed) kept until answered, across the input's connections. */
+#define FZ_MAX_PARKED 32
 #define FZ_HEAD_MAX 8192 /* a response head we produce is far smaller */
 
 /* A failed invariant is a crash for libFuzzer: say which, then abort. */

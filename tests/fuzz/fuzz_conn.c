@@ -91,7 +91,7 @@ static void touch(rh_str s) /* every byte a slice claims must be readable */
 static void park(rh_req *r, enum fz_park_kind kind)
 {
     struct world *W = world_of(r->w);
-    FZ_CHECK(W->nparked < FZ_MAX_PARKED, "more parked requests than one connection allows");
+    FZ_CHECK(W->nparked < FZ_MAX_PARKED, "more parked requests than the input's connections allow");
     W->parked[W->nparked++] = (struct fz_parked){r, kind};
 }
 
@@ -438,6 +438,14 @@ static void world_sane(struct world *W)
     }
     FZ_CHECK(held == c->nheld && held == ring_bufs_lent(W), "held %u, nheld %u, lent %u", held,
              c->nheld, ring_bufs_lent(W));
+    /* Bounded whatever the client does: held buffers, the spill, the output queued (one
+     * response past the high-water mark at most: parsing stops there). */
+    FZ_CHECK(c->nheld <= RH_HELD_MAX && W->w.held_total == c->nheld, "held %u of at most %u, "
+             "worker counts %u", c->nheld, RH_HELD_MAX, W->w.held_total);
+    FZ_CHECK(c->spill_off <= c->spill_len && c->spill_len <= RH_SPILL_MAX, "spill %u/%u",
+             c->spill_off, c->spill_len);
+    FZ_CHECK(conn_out_queued(c) <= RH_OUT_HIGH + sizeof(big) + 1024,
+             "%zu bytes of output queued: back-pressure failed", conn_out_queued(c));
     live += c->req != NULL;
     FZ_CHECK(W->live_reqs == live, "%u requests live, %u accounted for", W->live_reqs, live);
     FZ_CHECK(W->w.loop.wheel.count == rh_timer_armed(&c->timer), "stray timers");
@@ -449,6 +457,11 @@ static void world_sane(struct world *W)
     FZ_CHECK(!waiting || rh_timer_armed(&c->timer),
              "no timer armed in phase %d (flags 0x%x): the peer can hold the slot forever",
              c->phase, c->flags);
+    /* A request with its handler and unanswered has a deadline (--handler-timeout): nobody
+     * answering must not hold the connection forever. */
+    FZ_CHECK(c->phase != PH_HANDLER || !c->req || (c->req->flags & R_RESP_STARTED) ||
+                 (c->flags & C_CLOSING) || rh_timer_armed(&c->timer),
+             "an unanswered request with no handler deadline armed (flags 0x%x)", c->flags);
     /* Once an answer that closes is queued, the rest of the input is never parsed. */
     uint32_t unparsed = c->in_len - c->in_off;
     if (c->flags & C_CLOSE_AFTER_SEND) {
@@ -470,7 +483,8 @@ static void answer_one(struct world *W)
         FZ_CHECK(rh_respond(p.req, 200, "text/plain", "later\n", 6) == 0, "late answer");
         break;
     case PARK_STREAM_END:
-        FZ_CHECK(rh_resp_write(p.req, "tail\n", 5) == 0 && rh_resp_end(p.req) == 0,
+        /* RH_RESP_FULL (> 0): queued, past the high-water mark */
+        FZ_CHECK(rh_resp_write(p.req, "tail\n", 5) >= 0 && rh_resp_end(p.req) == 0,
                  "late stream end");
         break;
     case PARK_NEXT:

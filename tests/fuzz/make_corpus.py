@@ -56,6 +56,9 @@ SEEDS = {
                             f"GET /nc HTTP/1.1\r\n{H}\r\nOPTIONS /nothing HTTP/1.1\r\n{H}\r\n"
                             f"GET /status?503 HTTP/1.1\r\n{H}\r\nGET /items/1?h=Bad{{Name HTTP/1.1\r\n{H}\r\n"),
     "reset_mid_request": (ctrl("D"), f"POST /echo HTTP/1.1\r\n{H}Content-Length: 50\r\n\r\npartial"),
+    # 20 answers of 20 KB while every send stalls: past the 256 KiB high-water mark parsing
+    # and reading stop, and go on once the sends drain (back-pressure).
+    "pipelined_big_stalled_sends": (ctrl(sched="0000000000"), f"GET /big HTTP/1.1\r\n{H}\r\n" * 20),
     "server_closes_while_parked": (ctrl("H"), f"GET /park HTTP/1.1\r\n{H}\r\n"),
     "graceful_stop_draining": (ctrl("\\"), f"GET / HTTP/1.1\r\n{H}\r\nGET /slow HTTP/1.1\r\n{H}\r\n"),
     "short_writes_stalled_sends": (ctrl(sched="\t0\t1\t2\t3\t4"),

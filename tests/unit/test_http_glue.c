@@ -1,5 +1,6 @@
 /* The parser glue, request accessors and response writer, driven through the real
  * connection data path without a ring (see fake_conn.h). */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,8 +36,37 @@ static void h_inspect(rh_req *req, void *u)
 static rh_req *parked;
 static void h_park(rh_req *req, void *u) { parked = req; } /* answers later */
 
+static char big_body[100 * 1024];
+static void h_big(rh_req *req, void *u)
+{
+    rh_respond(req, 200, "application/octet-stream", big_body, sizeof(big_body));
+}
+
+/* A streaming writer that writes 64 KiB chunks until told the output is full. */
+static int stream_chunks, stream_last_ret, writable_calls, writable_status;
+static void h_stream_full(rh_req *req, void *u)
+{
+    rh_resp_start(req, 200, "application/octet-stream");
+    stream_chunks = 0;
+    do {
+        stream_last_ret = rh_resp_write(req, big_body, 64 * 1024);
+        stream_chunks++;
+    } while (stream_last_ret == 0 && stream_chunks < 100);
+    parked = req;
+}
+
+static void on_writable(rh_req *req, int status, void *udata)
+{
+    writable_calls++;
+    writable_status = status;
+    if (status < 0)
+        rh_resp_end(req);
+}
+
 static void setup_routes(struct fake *f)
 {
+    router_add(f->srv.routes, "GET", "/big", h_big, NULL, false);
+    router_add(f->srv.routes, "GET", "/stream-full", h_stream_full, NULL, false);
     router_add(f->srv.routes, "GET", "/p", h_plain, NULL, false);
     router_add(f->srv.routes, "POST", "/echo", h_echo, NULL, false);
     router_add(f->srv.routes, "GET", "/items/:id", h_inspect, NULL, false);
@@ -45,6 +75,7 @@ static void setup_routes(struct fake *f)
 
 static struct fake *new_fake(void (*tweak)(rh_config *))
 {
+    memset(big_body, 'x', sizeof(big_body)); /* no NUL: fake_out is read as a string */
     struct fake *f = malloc(sizeof(*f));
     fake_init(f, tweak);
     setup_routes(f);
@@ -195,6 +226,133 @@ static int status_of(const char *out)
     int st = 0;
     return sscanf(out, "HTTP/1.1 %d", &st) == 1 ? st : -1;
 }
+
+/* Past 256 KiB of queued output the connection parses no further; once the output has
+ * drained below 64 KiB it goes on (the unanswered requests wait in the input buffer). */
+static void test_output_backpressure_stops_parsing(void **state)
+{
+    struct fake *f = new_fake(NULL);
+    static const char one[] = "GET /big HTTP/1.1\r\nHost: a\r\n\r\n";
+    char six[6 * (sizeof(one) - 1)];
+    for (int i = 0; i < 6; i++)
+        memcpy(six + i * (sizeof(one) - 1), one, sizeof(one) - 1);
+    fake_feed(f, six, sizeof(six));
+    assert_int_equal(count_of(fake_out(f), "HTTP/1.1 200"), 3); /* 300 KiB >= 256 KiB */
+    assert_true(f->c.flags & C_OUT_FULL);
+    assert_true(f->c.in_off < f->c.in_len);
+    obuf_release(&f->w, &f->c.pbuf); /* as if sent */
+    conn_process(&f->c);
+    assert_int_equal(count_of(fake_out(f), "HTTP/1.1 200"), 3); /* the other three */
+    assert_int_equal(f->c.in_off, f->c.in_len);
+    done(f);
+}
+
+/* rh_resp_write says RH_RESP_FULL at the high-water mark, refuses past the hard bound, and
+ * rh_resp_on_writable calls back once there is room, or with -ECONNRESET once the client
+ * has gone. */
+static void test_stream_writer_backpressure(void **state)
+{
+    struct fake *f = new_fake(NULL);
+    parked = NULL;
+    writable_calls = 0;
+    FEED(f, "GET /stream-full HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_non_null(parked);
+    assert_int_equal(stream_last_ret, RH_RESP_FULL);
+    assert_int_equal(stream_chunks, 4); /* 4 x 64 KiB + framing: just past 256 KiB */
+    assert_true(conn_out_queued(&f->c) >= RH_OUT_HIGH);
+    assert_int_equal(rh_resp_on_writable(parked, on_writable, NULL), 0);
+    resp_run_writable(&f->w);
+    assert_int_equal(writable_calls, 0); /* still full: waits for the send */
+    int ret = 0;
+    for (int i = 0; i < 300 && ret >= 0; i++)
+        ret = rh_resp_write(parked, big_body, sizeof(big_body));
+    assert_int_equal(ret, -ENOBUFS);
+    assert_true(conn_out_queued(&f->c) <= RH_OUT_MAX);
+    obuf_release(&f->w, &f->c.pbuf); /* as if sent */
+    assert_int_equal(rh_resp_on_writable(parked, on_writable, NULL), 0);
+    resp_run_writable(&f->w);
+    assert_int_equal(writable_calls, 1);
+    assert_int_equal(writable_status, 0);
+    /* the client leaves while the writer waits: it is told, and ends the response */
+    obuf_release(&f->w, &f->c.pbuf);
+    for (int i = 0; i < 4; i++)
+        rh_resp_write(parked, big_body, 64 * 1024);
+    assert_int_equal(rh_resp_on_writable(parked, on_writable, NULL), 0);
+    rh_req *r = parked;
+    f->c.req = NULL;
+    req_orphan(r);
+    assert_int_equal(rh_resp_on_writable(r, on_writable, NULL), -ECONNRESET);
+    resp_run_writable(&f->w);
+    assert_int_equal(writable_calls, 2);
+    assert_int_equal(writable_status, -ECONNRESET);
+    assert_null(f->w.orphans); /* rh_resp_end released it */
+    f->c.flags &= ~C_PAUSED;
+    done(f);
+}
+
+/* The handler deadline: dispatch arms it; at expiry the connection answers 500 in the
+ * request's place and closes after it; the request stays valid, its late answer dropped. */
+static void test_handler_deadline_answers_500(void **state)
+{
+    struct fake *f = new_fake(NULL);
+    parked = NULL;
+    FEED(f, "GET /park HTTP/1.1\r\nHost: a\r\n\r\nGET /p HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_non_null(parked);
+    assert_true(rh_timer_armed(&f->c.timer));
+    rh_timer_cancel(&f->w.loop.wheel, &f->c.timer); /* expiry by hand: the fake has no fn */
+    req_deadline(parked);
+    const char *out = fake_out(f);
+    assert_int_equal(status_of(out), 500);
+    assert_non_null(strstr(out, "Connection: close\r\n"));
+    assert_null(strstr(out, "Hello")); /* nothing after it is answered */
+    assert_ptr_equal(f->w.orphans, parked);
+    size_t len = f->c.pbuf.len;
+    assert_int_equal(rh_respond(parked, 200, "text/plain", "late", 4), 0);
+    assert_int_equal(f->c.pbuf.len, len);
+    assert_null(f->w.orphans);
+    done(f);
+}
+
+static rh_mw_result mw_suspend(rh_req *req, void *u)
+{
+    parked = req;
+    return RH_MW_SUSPEND;
+}
+
+/* A middleware that suspended and was not resumed in time: the same 500; resuming it later
+ * runs the handler on the detached request, whose answer is dropped. */
+static void test_handler_deadline_suspended_middleware(void **state)
+{
+    struct fake *f = new_fake(NULL);
+    f->srv.mw[0] = (rh_middleware){.name = "suspend", .before = mw_suspend};
+    f->srv.nmw = 1;
+    parked = NULL;
+    FEED(f, "GET /p HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_non_null(parked);
+    assert_int_equal(f->c.pbuf.len, 0);
+    rh_timer_cancel(&f->w.loop.wheel, &f->c.timer);
+    req_deadline(parked);
+    assert_int_equal(status_of(fake_out(f)), 500);
+    size_t len = f->c.pbuf.len;
+    rh_next(parked); /* the route's handler answers "Hello" into the void */
+    assert_int_equal(f->c.pbuf.len, len);
+    assert_null(f->w.orphans);
+    done(f);
+}
+
+static void no_deadline(rh_config *c) { c->handler_timeout_ms = 0; }
+
+static void test_handler_deadline_zero_is_none(void **state)
+{
+    struct fake *f = new_fake(no_deadline);
+    parked = NULL;
+    FEED(f, "GET /park HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_non_null(parked);
+    assert_false(rh_timer_armed(&f->c.timer));
+    rh_respond(parked, 200, "text/plain", "x", 1);
+    done(f);
+}
+
 
 static void small_body(rh_config *c) { c->max_body = 10; }
 
@@ -366,6 +524,11 @@ int main(void)
         cmocka_unit_test(test_chunked_body_split),
         cmocka_unit_test(test_large_body_streams_through),
         cmocka_unit_test(test_suspended_handler_holds_pipeline),
+        cmocka_unit_test(test_output_backpressure_stops_parsing),
+        cmocka_unit_test(test_stream_writer_backpressure),
+        cmocka_unit_test(test_handler_deadline_answers_500),
+        cmocka_unit_test(test_handler_deadline_suspended_middleware),
+        cmocka_unit_test(test_handler_deadline_zero_is_none),
         cmocka_unit_test(test_error_statuses),
         cmocka_unit_test(test_uri_and_header_limits),
         cmocka_unit_test(test_nothing_after_error),

@@ -1,0 +1,96 @@
+/* Input a connection cannot take yet, and connections waiting for provided buffers: the
+ * spill (input copied out of provided buffers, so a busy connection gives them back at
+ * once instead of holding them) and the starved list (recvs that ended with -ENOBUFS, re-armed
+ * oldest first when buffers are back). conn.c decides when; this file keeps the books. */
+#include <mimalloc.h>
+#include <string.h>
+
+#include "server/internal.h"
+
+/* ---- the spill ---- */
+
+bool spill_append(struct rh_conn *c, const char *data, uint32_t n)
+{
+    if (c->spill_len + n > RH_SPILL_MAX)
+        return false;
+    if (c->spill_len + n > c->spill_cap) {
+        uint32_t cap = c->spill_cap ? c->spill_cap * 2 : RH_IN_BLOCK;
+        while (cap < c->spill_len + n)
+            cap *= 2;
+        char *ns = mi_realloc(c->spill, cap); /* owner: the connection, until drained */
+        if (!ns)
+            return false;
+        c->spill = ns;
+        c->spill_cap = cap;
+    }
+    memcpy(c->spill + c->spill_len, data, n);
+    c->spill_len += n;
+    return true;
+}
+
+uint32_t spill_take(struct rh_conn *c, char *dst, uint32_t room)
+{
+    uint32_t left = c->spill_len - c->spill_off;
+    uint32_t n = room < left ? room : left;
+    memcpy(dst, c->spill + c->spill_off, n);
+    c->spill_off += n;
+    if (c->spill_off == c->spill_len)
+        spill_free(c); /* rare and short-lived: not kept */
+    return n;
+}
+
+void spill_free(struct rh_conn *c)
+{
+    mi_free(c->spill);
+    c->spill = NULL;
+    c->spill_len = c->spill_off = c->spill_cap = 0;
+}
+
+/* ---- the starved list ---- */
+
+void starved_push(struct rh_conn *c)
+{
+    struct rh_worker *w = c->w;
+    if (c->flags & C_STARVED)
+        return;
+    c->flags |= C_STARVED;
+    c->starved_next = NULL;
+    c->starved_prev = w->starved_tail;
+    if (w->starved_tail)
+        w->starved_tail->starved_next = c;
+    else
+        w->starved_head = c;
+    w->starved_tail = c;
+}
+
+void starved_remove(struct rh_conn *c)
+{
+    struct rh_worker *w = c->w;
+    if (!(c->flags & C_STARVED))
+        return;
+    c->flags &= ~C_STARVED;
+    if (c->starved_prev)
+        c->starved_prev->starved_next = c->starved_next;
+    else
+        w->starved_head = c->starved_next;
+    if (c->starved_next)
+        c->starved_next->starved_prev = c->starved_prev;
+    else
+        w->starved_tail = c->starved_prev;
+    c->starved_prev = c->starved_next = NULL;
+}
+
+/* Between loop iterations every provided buffer is either held by a connection or back in
+ * the ring (published right after the flush), so the count is exact. */
+unsigned starved_free_buffers(const struct rh_worker *w)
+{
+    return w->loop.bufs.count - w->held_total;
+}
+
+struct rh_conn *starved_pop(struct rh_worker *w)
+{
+    struct rh_conn *c = w->starved_head;
+    if (c)
+        starved_remove(c);
+    return c;
+}
