@@ -186,8 +186,9 @@ bool rh_resp_started(const rh_req *req);
  * afterwards on the request's ring thread, exactly once, and may answer, offload again or
  * rh_next. status: 0 (work ran), -ETIME (waited past --pool-timeout: not run), -ETIMEDOUT
  * (ran past the deadline and stopped via rh_offload_check), -ECANCELED (the client left or
- * the server stopped: not run). If done leaves the request unanswered after -ETIME or
- * -ETIMEDOUT, ringhttp answers 503 or 504.
+ * the server stopped: not run), -EBUSY (shed: its group's queueing delay stayed too long,
+ * see bulkheads below; not run). If done leaves the request unanswered after -ETIME,
+ * -EBUSY or -ETIMEDOUT, ringhttp answers 503, 503 with Retry-After, or 504.
  * rh_offload returns 0, or -EAGAIN (queue full) / -ESHUTDOWN, in which case it has already
  * answered 503 with Retry-After: do not touch req again; done is not called. */
 typedef void (*rh_work_fn)(rh_req *req, void *arg);
