@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "server/internal.h"
+#include "server/app.h" /* the toolkit's hooks */
 
 static struct rh_worker *loop_worker(struct rh_loop *loop) { return loop->owner; }
 
@@ -323,8 +324,12 @@ static void on_recv(struct rh_loop *loop, const struct io_uring_cqe *cqe)
             conn_take_input(c, bid, (uint32_t)cqe->res);
     } else if (cqe->res == 0) {
         c->flags |= C_PEER_EOF;
-        if ((c->flags & C_PAUSED) && !(c->flags & C_CLOSING)) {
-            conn_close(c); /* gone while its handler runs: cancel it, drop the answer */
+        /* A half-close (nc -N), not the client leaving: answers still go out, then it closes;
+         * only one merely waiting for a pool task or its ring timer is given up (nginx: 499) */
+        struct rh_req *r = c->req;
+        if ((c->flags & C_PAUSED) && r && !(r->flags & R_RESP_STARTED) &&
+            (r->offload || r->app_timer_fn) && !(c->flags & C_CLOSING)) {
+            conn_close(c);
             return;
         }
     } else if (cqe->res != -ENOBUFS && cqe->res != -ECANCELED && !(c->flags & C_CLOSING)) {
@@ -416,8 +421,8 @@ static void conn_on_drained(struct rh_conn *c)
             conn_close(c);
         return;
     }
-    if ((c->flags & C_PEER_EOF) && c->in_off == c->in_len) {
-        conn_close(c);
+    if ((c->flags & C_PEER_EOF) && c->in_off == c->in_len && !input_pending(c)) {
+        conn_close(c); /* half-closed, and every request before the EOF answered */
         return;
     }
     obuf_release(w, &c->wbuf);
@@ -586,9 +591,13 @@ void conn_process(struct rh_conn *c)
         c->flags |= C_WANT_RECV;
         conn_mark_dirty(c);
     }
-    if ((c->flags & C_PEER_EOF) && !c->req && c->in_off == c->in_len &&
-        !(c->flags & C_SEND_INFLIGHT) && c->pbuf.len == 0 && c->phase != PH_LINGER)
+    bool unsent = (c->flags & C_SEND_INFLIGHT) || c->pbuf.len != 0;
+    bool input_left = c->in_off != c->in_len || input_pending(c);
+    if ((c->flags & C_PEER_EOF) && !c->req && !input_left && !unsent && c->phase != PH_LINGER)
         conn_close(c);
+    else if ((c->flags & C_PEER_EOF) && (c->phase == PH_HEAD || c->phase == PH_BODY) &&
+             !input_left && !unsent)
+        conn_close(c); /* half-closed inside a request: it can never complete */
 }
 
 /* ---- open and close ---- */
@@ -648,6 +657,7 @@ void conn_finish_close(struct rh_conn *c)
         if (c->flags & C_PAUSED) {
             req_orphan(r);     /* its handler still runs: it ends the orphan */
             offload_cancel(r); /* not started yet: it never will */
+            app_req_orphaned(r); /* waiting only for its ring timer: ends now */
         } else {
             req_end(r);
         }
@@ -676,13 +686,24 @@ void conn_finish_close(struct rh_conn *c)
 
 /* ---- accept ---- */
 
+/* An accept per listener slot not armed yet (listeners.c). A ring's own listener gets a
+ * multishot accept. On a socket shared by every ring a multishot accept would stay first in
+ * the socket's wait queue and take every connection: a single-shot one re-queues behind
+ * the other rings' after each connection, so they take turns. */
 void conn_arm_accept(struct rh_worker *w)
 {
-    struct io_uring_sqe *sqe = rh_loop_sqe(&w->loop);
-    io_uring_prep_multishot_accept(sqe, w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_ACCEPT, 0, 0));
-    w->loop.inflight++;
-    w->accept_armed = true;
+    for (unsigned i = 0; i < w->naccept && !w->accept_stopped; i++) {
+        if (w->accept_armed & (1u << i))
+            continue;
+        struct io_uring_sqe *sqe = rh_loop_sqe(&w->loop);
+        if (w->srv->nlisten)
+            io_uring_prep_accept(sqe, w->accept_fds[i], NULL, NULL, SOCK_CLOEXEC);
+        else
+            io_uring_prep_multishot_accept(sqe, w->accept_fds[i], NULL, NULL, SOCK_CLOEXEC);
+        io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_ACCEPT, i, 0));
+        w->loop.inflight++;
+        w->accept_armed |= 1u << i;
+    }
 }
 
 static void accept_retry(struct rh_timer *t);
@@ -690,17 +711,21 @@ static void accept_retry(struct rh_timer *t);
 static void on_accept(struct rh_loop *loop, const struct io_uring_cqe *cqe)
 {
     struct rh_worker *w = loop_worker(loop);
+    uint32_t slot = 1u << rh_ud_idx(cqe->user_data);
+    w->accept_seen |= slot; /* the slot's wake-ups arrive (listeners.c) */
     if (!(cqe->flags & IORING_CQE_F_MORE)) {
         rh_loop_op_done(loop);
-        w->accept_armed = false;
+        w->accept_armed &= ~slot;
     }
     if (cqe->res >= 0) {
-        if (w->draining || w->free_top == 0)
-            close(cqe->res); /* over the connection limit: refuse rather than fail later */
+        /* Accepted before the accept's cancel landed: served even while draining (with
+         * Connection: close), since a successor sharing the socket cannot take it over. */
+        if (w->free_top == 0 || loop->finishing)
+            close(cqe->res); /* over the connection limit (or the ring's end): refuse */
         else
             conn_open(w, cqe->res);
     }
-    if (w->accept_armed || w->draining || w->listen_fd < 0)
+    if ((w->accept_armed & slot) || w->accept_stopped || w->naccept == 0)
         return;
     if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOMEM ||
         cqe->res == -ENOBUFS) {
@@ -719,8 +744,7 @@ static void on_accept(struct rh_loop *loop, const struct io_uring_cqe *cqe)
 static void accept_retry(struct rh_timer *t)
 {
     struct rh_worker *w = (struct rh_worker *)((char *)t - offsetof(struct rh_worker, accept_timer));
-    if (!w->accept_armed && !w->draining && w->listen_fd >= 0)
-        conn_arm_accept(w);
+    conn_arm_accept(w); /* the slots not armed, unless accepting stopped */
 }
 
 void conn_register_ops(struct rh_loop *loop)
@@ -744,6 +768,7 @@ void worker_abandon_requests(struct rh_worker *w)
         if (r && (c->flags & C_PAUSED)) {
             req_orphan(r);
             offload_cancel(r);
+            app_req_orphaned(r);
         } else if (r) {
             r->conn = NULL;
             req_end(r);
@@ -766,7 +791,9 @@ void worker_close_all(struct rh_worker *w, bool idle_only)
         struct rh_conn *c = &w->conns[i];
         if (!conn_live(c) || (c->flags & C_CLOSING))
             continue;
-        bool idle = c->phase == PH_IDLE && !c->req && c->in_off == c->in_len &&
+        /* A connection yet to send its first request is not idle: it was just accepted
+         * (its bytes are on the way, TCP_DEFER_ACCEPT) and closing it would reset them. */
+        bool idle = c->requests > 0 && c->phase == PH_IDLE && !c->req && c->in_off == c->in_len &&
                     !(c->flags & C_SEND_INFLIGHT) && c->pbuf.len == 0;
         if (!idle_only || idle)
             conn_close(c);

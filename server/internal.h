@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ctx/ctx.h"
 #include "pool/pool.h"
@@ -107,6 +108,7 @@ struct rh_conn {
     uint32_t flags;
     enum rh_phase phase;
     llhttp_t parser;
+    uint8_t head_scan; /* parse.c: line state of the head being read (bare CR, obs-fold) */
     struct rh_req *req; /* the request being read or handled (at most one: see C_PAUSED) */
 
     char *in; /* RH_IN_BLOCK from the worker's free list while bytes are pending */
@@ -166,6 +168,14 @@ struct rh_req {
     struct rh_req *orphan_prev, *orphan_next; /* the worker's orphan list */
     /* On that list. Not a flag: a request is orphaned while a pool thread may read flags. */
     bool orphan_listed;
+    /* app.c (the toolkit): the matched route, the scoped middleware's positions, the body
+     * bytes given, the ring timer (armed when app_timer_fn is set). */
+    const struct rh_route_entry *route;
+    uint8_t rmw_pos, rmw_ran;
+    uint64_t resp_body_bytes;
+    struct rh_timer app_timer;
+    void (*app_timer_fn)(struct rh_req *req, void *arg);
+    void *app_timer_arg;
 
     const char *base;  /* start of the request head (in conn->in, or head_copy) */
     char *head_copy;   /* owned copy of the head once detached (mimalloc) */
@@ -174,6 +184,11 @@ struct rh_req {
     uint8_t method_id, http_minor;
     uint8_t host_count, nparams;
     uint16_t nheaders;
+    struct {              /* body.c: the body's framing, read by us, not llhttp */
+        uint64_t left;    /* bytes of the current chunk (or of the body) still to come */
+        uint32_t line;    /* bytes of the current chunk-size line, or of the trailers */
+        uint8_t state;    /* 0: no body being read */
+    } framing;
     struct rh_hdr headers[RH_MAX_HEADERS_CAP];
     struct {
         const char *name; /* the route's, static */
@@ -238,7 +253,17 @@ struct rh_worker {
     pthread_t thread;
     int listen_fd;
     int error; /* why the thread ended, -errno */
-    bool accept_armed;
+    /* listeners.c: the sockets this ring accepts from (&listen_fd, or the server's shared
+     * ones), one multishot accept each (user_data idx = slot); accept_stopped ends them. */
+    const int *accept_fds;
+    unsigned naccept;
+    uint32_t accept_armed; /* a bit per slot */
+    uint32_t accept_seen;  /* slots with a completion since the last nudge */
+    struct rh_timer accept_nudge;
+    bool accept_stopped;
+    bool grace; /* drain.c: stopping after a grace; responses carry Connection: close */
+    uint64_t grace_deadline_ms;
+    struct rh_timer grace_timer;
     struct rh_timer accept_timer; /* back-off after EMFILE and friends */
     uint64_t accept_warned_ms;
     bool draining;
@@ -297,6 +322,15 @@ struct rh_server {
     int log_fd; /* the access log, -1: off; each worker writes through its own dup */
     char *log_path;
     struct static_mount *static_mounts; /* static.c: rh_static_route's mounts */
+    /* listeners.c: sockets shared by every ring (inherited: LISTEN_FDS or rh_config), closed
+     * by the last ring to stop accepting (listen_holders counts the others down). */
+    int listen_fds[RH_MAX_LISTEN_FDS];
+    unsigned nlisten;
+    atomic_uint listen_holders;
+    atomic_bool listen_closed;
+    atomic_int stop_how; /* drain.c: 0, or the rh_stop_how of rh_server_shutdown */
+    int ready_fd; /* upgrade.c: the predecessor's pipe, written once serving; -1: none */
+    struct rh_app *app; /* app.c: the toolkit's set-up, NULL until used */
 };
 
 /* A slot in use. Slots never used are all zero (their pages untouched), freed ones have
@@ -342,6 +376,17 @@ unsigned starved_free_buffers(const struct rh_worker *w);
 void parse_conn_init(struct rh_conn *c);
 int parse_execute(struct rh_conn *c); /* parses from c->in_off; see parse.c */
 int parse_error_status(struct rh_conn *c, int err);
+/* RFC 9110 tchar: the bytes of a token (a method, a field name). */
+static inline bool parse_is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/* body.c: reads the body of c->req from c->in_off (Content-Length or chunked). Returns 0
+ * (consumed what there was; *done when the body is complete) or an HTTP status. */
+void body_begin(struct rh_req *req);
+int body_read(struct rh_conn *c, bool *done);
 
 /* request.c */
 struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c);
@@ -409,6 +454,23 @@ void metrics_render_pool(const rh_server *srv, char *buf, size_t *len, size_t ca
 
 /* metrics.c */
 void stats_count_response(struct rh_req *req, int status);
+
+/* listeners.c */
+int listeners_open(rh_server *srv);           /* own or shared; sets bound_port */
+void listeners_worker_init(struct rh_worker *w);
+void listeners_worker_stop(struct rh_worker *w); /* cancel the accepts, let go of the fds */
+void listeners_close(rh_server *srv);          /* whatever is still open */
+
+/* drain.c */
+/* In the loop once a stop is requested: starts the grace on the first call; true once the
+ * drain should begin (no grace, the grace is over, or the stop was made faster). */
+bool drain_grace_over(struct rh_worker *w);
+
+/* upgrade.c */
+int pid_file_write(rh_server *srv);
+void pid_file_remove(rh_server *srv);
+int upgrade_take_ready_fd(const rh_config *cfg); /* from the environment, or -1 */
+void upgrade_notify_ready(rh_server *srv); /* tell the predecessor we serve */
 
 /* access_log.c */
 int access_log_open(rh_server *srv);

@@ -11,6 +11,7 @@
 
 #include "pool/pool.h"
 #include "server/internal.h"
+#include "server/app.h" /* the toolkit's hooks */
 
 struct offload {
     struct rh_task task; /* first: rh_pool_current_task() -> struct offload */
@@ -163,7 +164,7 @@ static int submit(struct rh_req *r, int lane, unsigned group, rh_work_fn work, r
 static int answer_refusal(struct rh_req *r, int err, const char *what)
 {
     if (err == -ENOENT && what) {
-        rh_respond(r, 500, "text/plain", what, strlen(what));
+        rh_respond_error(r, 500, what);
         return err;
     }
     resp_error_keepalive(r, 503); /* back-pressure: the client may retry */
@@ -182,7 +183,7 @@ int rh_offload_group(rh_req *r, const char *group, rh_work_fn work, rh_done_fn d
     struct rh_pool *pool = r->w->srv->pool;
     int idx = pool ? rh_pool_group_find(pool, group) : -ENOENT;
     int ret = idx < 0 ? idx : submit(r, -1, (unsigned)idx, work, done, arg);
-    return ret < 0 ? answer_refusal(r, ret, "no such group\n") : 0;
+    return ret < 0 ? answer_refusal(r, ret, "no such group") : 0;
 }
 
 int rh_offload_lane(rh_req *r, const char *lane, rh_work_fn work, rh_done_fn done, void *arg)
@@ -190,7 +191,7 @@ int rh_offload_lane(rh_req *r, const char *lane, rh_work_fn work, rh_done_fn don
     struct rh_pool *pool = r->w->srv->pool;
     int idx = pool ? rh_pool_lane_find(pool, lane) : -ENOENT;
     int ret = idx < 0 ? idx : submit(r, idx, 0, work, done, arg);
-    return ret < 0 ? answer_refusal(r, ret, "no such lane\n") : 0;
+    return ret < 0 ? answer_refusal(r, ret, "no such lane") : 0;
 }
 
 /* The connection is gone under an offloaded request: a task not yet started is dropped. */
@@ -249,7 +250,7 @@ void offload_replay(struct rh_req *r)
 static void blocking_done(rh_req *r, int status, void *arg)
 {
     if (status == 0 && !rh_resp_started(r))
-        rh_respond(r, 500, "text/plain", "handler gave no answer\n", 23);
+        rh_respond_error(r, 500, "handler gave no answer");
 }
 
 static void blocking_entry(rh_req *r, void *udata)
@@ -412,8 +413,10 @@ int offload_start(rh_server *srv)
         .wake = wake,
     };
     ret = rh_pool_new(&pc, &srv->pool);
-    if (ret == 0)
+    if (ret == 0) {
         blocking_resolve(srv);
+        app_lanes_start(srv); /* lane start hooks, first in their lanes' queues */
+    }
     return ret;
 }
 
@@ -446,6 +449,7 @@ void offload_stop(rh_server *srv)
 {
     if (!srv->pool)
         return;
+    app_lanes_stop(srv); /* lane stop hooks, last in their lanes' queues */
     struct pool_closer pc = {.pool = srv->pool};
     pthread_t t;
     if (pthread_create(&t, NULL, close_pool, &pc) != 0) {
