@@ -24,7 +24,7 @@ void conn_arm_accept(struct rh_worker *w)
             io_uring_prep_accept(sqe, w->accept_fds[i], NULL, NULL, SOCK_CLOEXEC);
         else
             io_uring_prep_multishot_accept(sqe, w->accept_fds[i], NULL, NULL, SOCK_CLOEXEC);
-        io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_ACCEPT, i, 0));
+        io_uring_sqe_set_data64(sqe, rh_ud_make(CONN_OP_ACCEPT, i, 0));
         w->loop.inflight++;
         w->accept_armed |= 1u << i;
     }

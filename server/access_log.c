@@ -43,7 +43,7 @@ static void submit_write(struct rh_access_log *l)
     unsigned b = l->active ^ 1; /* the buffer being written */
     struct io_uring_sqe *sqe = rh_loop_sqe(&l->w->loop);
     io_uring_prep_write(sqe, l->fd, l->buf[b] + l->sent, l->len[b] - l->sent, (uint64_t)-1);
-    io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_LOG, 0, 0));
+    io_uring_sqe_set_data64(sqe, rh_ud_make(LOG_OP_WRITE, 0, 0));
     l->w->loop.inflight++;
     l->inflight = true;
 }
@@ -113,7 +113,7 @@ void access_log_worker_start(struct rh_worker *w)
     l->buf[1] = mi_malloc(LOG_BUF);
     l->timer.fn = on_log_timer;
     w->log = l;
-    rh_loop_on(&w->loop, RH_OP_LOG, on_log_write);
+    rh_loop_on(&w->loop, LOG_OP_WRITE, on_log_write);
     rh_loop_timer_arm(&w->loop, &l->timer, LOG_FLUSH_MS);
 }
 

@@ -25,7 +25,7 @@ static struct rh_conn *conn_of(struct rh_worker *w, uint64_t ud)
     return (conn_live(c) && (c->gen & 0xffffff) == rh_ud_gen(ud)) ? c : NULL;
 }
 
-static uint64_t conn_ud(const struct rh_conn *c, enum rh_op op)
+static uint64_t conn_ud(const struct rh_conn *c, unsigned op)
 {
     return rh_ud_make(op, c->idx, c->gen);
 }
@@ -247,7 +247,7 @@ static void arm_recv(struct rh_conn *c)
     io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = RH_BUF_GROUP;
-    io_uring_sqe_set_data64(sqe, conn_ud(c, RH_OP_RECV));
+    io_uring_sqe_set_data64(sqe, conn_ud(c, CONN_OP_RECV));
     c->w->loop.inflight++;
     c->flags |= C_RECV_ARMED;
     c->flags &= ~(C_WANT_RECV | C_READ_STOPPED);
@@ -278,7 +278,7 @@ static void stop_reading(struct rh_conn *c)
     if (!(c->flags & C_RECV_ARMED) || (c->flags & C_READ_STOPPED))
         return;
     struct io_uring_sqe *sqe = rh_loop_sqe(&c->w->loop);
-    io_uring_prep_cancel64(sqe, conn_ud(c, RH_OP_RECV), 0);
+    io_uring_prep_cancel64(sqe, conn_ud(c, CONN_OP_RECV), 0);
     io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_IGNORE, 0, 0));
     c->w->loop.inflight++;
     c->flags |= C_READ_STOPPED;
@@ -401,7 +401,7 @@ static void submit_send(struct rh_conn *c)
     struct rh_obuf *b = &c->wbuf;
     struct io_uring_sqe *sqe = rh_loop_sqe(&c->w->loop);
     io_uring_prep_send(sqe, c->fd, b->data + b->sent, b->len - b->sent, MSG_NOSIGNAL);
-    io_uring_sqe_set_data64(sqe, conn_ud(c, RH_OP_SEND));
+    io_uring_sqe_set_data64(sqe, conn_ud(c, CONN_OP_SEND));
     c->w->loop.inflight++;
     c->flags |= C_SEND_INFLIGHT;
     conn_arm_timer(c, c->w->srv->cfg.write_timeout_ms);
@@ -736,9 +736,9 @@ void conn_finish_close(struct rh_conn *c)
 
 void conn_register_ops(struct rh_loop *loop)
 {
-    rh_loop_on(loop, RH_OP_ACCEPT, accept_on_completion);
-    rh_loop_on(loop, RH_OP_RECV, on_recv);
-    rh_loop_on(loop, RH_OP_SEND, on_send);
+    rh_loop_on(loop, CONN_OP_ACCEPT, accept_on_completion);
+    rh_loop_on(loop, CONN_OP_RECV, on_recv);
+    rh_loop_on(loop, CONN_OP_SEND, on_send);
     loop->before_submit = worker_flush;
 }
 

@@ -26,6 +26,16 @@
 #include "include/ringhttp.h"
 #include "uring/loop.h"
 
+/* The server layers' completion kinds, registered on the ring by the layer that owns each
+ * (conn_register_ops, static_worker_start, access_log_worker_start). */
+enum srv_op {
+    CONN_OP_ACCEPT = RH_OP_FIRST_USER,
+    CONN_OP_RECV,
+    CONN_OP_SEND,
+    STATIC_OP_FILE, /* static files: openat2/statx/splice/read */
+    LOG_OP_WRITE,   /* access log writes */
+};
+
 #define RH_MAX_HEADERS_CAP 128 /* hard cap on rh_config.max_headers */
 #define RH_MAX_PARAMS 8
 #define RH_IN_BLOCK 16384u  /* connection input buffer; > max_header_size + one recv */

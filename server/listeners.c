@@ -116,7 +116,7 @@ static void accept_nudge(struct rh_timer *t)
         if (!(quiet & (1u << i)))
             continue;
         struct io_uring_sqe *sqe = rh_loop_sqe(&w->loop);
-        io_uring_prep_cancel64(sqe, rh_ud_make(RH_OP_ACCEPT, i, 0), 0);
+        io_uring_prep_cancel64(sqe, rh_ud_make(CONN_OP_ACCEPT, i, 0), 0);
         io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_IGNORE, 0, 0));
         w->loop.inflight++;
     }
@@ -160,7 +160,7 @@ void listeners_worker_stop(struct rh_worker *w)
         if (!(w->accept_armed & (1u << i)))
             continue;
         struct io_uring_sqe *sqe = rh_loop_sqe(&w->loop);
-        io_uring_prep_cancel64(sqe, rh_ud_make(RH_OP_ACCEPT, i, 0), 0);
+        io_uring_prep_cancel64(sqe, rh_ud_make(CONN_OP_ACCEPT, i, 0), 0);
         io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_IGNORE, 0, 0));
         w->loop.inflight++;
     }

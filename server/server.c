@@ -201,7 +201,7 @@ static void worker_loop(struct rh_worker *w)
     cancel_op(w, rh_ud_make(RH_OP_WAKE, 0, 0), 0);
     for (unsigned i = 0; i < w->naccept; i++)
         if (w->accept_armed & (1u << i))
-            cancel_op(w, rh_ud_make(RH_OP_ACCEPT, i, 0), 0);
+            cancel_op(w, rh_ud_make(CONN_OP_ACCEPT, i, 0), 0);
     rh_loop_drain(&w->loop, 500);
     if (w->loop.inflight) { /* anything else still out */
         cancel_op(w, 0, IORING_ASYNC_CANCEL_ANY);

@@ -3,7 +3,7 @@
  * static_xfer.c (sendfile from the ring thread while pages are resident, else io-wq).
  *
  * A request for a file becomes a transfer (struct static_xfer) that walks these steps, each
- * one op on the ring (RH_OP_FILE; user_data carries the transfer's index and the step):
+ * one op on the ring (STATIC_OP_FILE; user_data carries the transfer's index and the step):
  *
  *   cache hit, checked < cache_valid_ms ago ........................ serve at once
  *   cache hit, older: STATX by path; same dev/ino/size/mtime ....... serve (else: miss)
@@ -541,7 +541,7 @@ void static_worker_start(struct rh_worker *w)
     sr->nbuckets = nb;
     sr->cap = cap;
     w->fstatic = sr;
-    rh_loop_on(&w->loop, RH_OP_FILE, on_file_cqe);
+    rh_loop_on(&w->loop, STATIC_OP_FILE, on_file_cqe);
 }
 
 /* After the ring's final drain. Transfers still holding a request (ops that never

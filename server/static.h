@@ -5,7 +5,7 @@
  * transfers still reading it), each ring's file transfers and their pipes.
  *
  * static.c does the serving: the handler, the open/statx/read/splice ops on the ring (all of
- * them RH_OP_FILE), the cache and the body pump. static_http.c holds the pure parts (path
+ * them STATIC_OP_FILE), the cache and the body pump. static_http.c holds the pure parts (path
  * decoding, Range and conditional headers, HTTP dates, MIME types) so unit tests can reach
  * them without a ring.
  *

@@ -47,7 +47,7 @@ struct rh_cachestat {
 
 static uint64_t xfer_ud(const struct static_xfer *x, enum step_kind k)
 {
-    return rh_ud_make(RH_OP_FILE, x->idx, (x->gen << 4) | k);
+    return rh_ud_make(STATIC_OP_FILE, x->idx, (x->gen << 4) | k);
 }
 
 /* ---- transfers ---- */

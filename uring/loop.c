@@ -3,6 +3,7 @@
  * eventfd-backed mailbox other threads post to. */
 #include "uring/loop.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <mimalloc.h>
 #include <stdlib.h>
@@ -251,8 +252,10 @@ static void ignore_cqe(struct rh_loop *loop, const struct io_uring_cqe *cqe)
         rh_loop_op_done(loop);
 }
 
-void rh_loop_on(struct rh_loop *loop, enum rh_op op, rh_cqe_fn fn)
+void rh_loop_on(struct rh_loop *loop, unsigned op, rh_cqe_fn fn)
 {
+    /* Two layers claiming one kind would silently steal each other's completions. */
+    assert(op < RH_OP_MAX && (!loop->handlers[op] || loop->handlers[op] == fn));
     loop->handlers[op] = fn;
 }
 
@@ -335,7 +338,7 @@ static void publish_buffers(struct rh_loop *loop)
 
 static void dispatch(struct rh_loop *loop, const struct io_uring_cqe *cqe)
 {
-    enum rh_op op = rh_ud_op(cqe->user_data);
+    unsigned op = rh_ud_op(cqe->user_data);
     rh_cqe_fn fn = op < RH_OP_MAX ? loop->handlers[op] : NULL;
     (fn ? fn : ignore_cqe)(loop, cqe);
 }

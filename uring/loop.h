@@ -22,26 +22,24 @@
 
 #include "uring/timer.h"
 
-/* Op types carried in the top byte of user_data. */
+/* Op types carried in the top byte of user_data. uring/ owns only its own kinds; each layer
+ * above names its kinds from RH_OP_FIRST_USER up and registers a handler with rh_loop_on, so
+ * the ring knows nothing of connections, files or HTTP. */
 enum rh_op {
     RH_OP_IGNORE = 0, /* completions nobody waits for (cancel, close results) */
-    RH_OP_ACCEPT,
-    RH_OP_RECV,
-    RH_OP_SEND,
     RH_OP_TIMER,
     RH_OP_WAKE,
-    RH_OP_FILE, /* static files: openat2/statx/splice/read, decoded by server/ */
-    RH_OP_LOG,  /* access log writes */
+    RH_OP_FIRST_USER, /* first kind a layer above may register */
     RH_OP_MAX = 16,
 };
 
 /* user_data = op:8 | gen:24 | idx:32. The generation lets a stale completion for a reused
  * connection slot be recognised and ignored. */
-static inline uint64_t rh_ud_make(enum rh_op op, uint32_t idx, uint32_t gen)
+static inline uint64_t rh_ud_make(unsigned op, uint32_t idx, uint32_t gen)
 {
     return ((uint64_t)op << 56) | ((uint64_t)(gen & 0xffffff) << 32) | idx;
 }
-static inline enum rh_op rh_ud_op(uint64_t ud) { return (enum rh_op)(ud >> 56); }
+static inline unsigned rh_ud_op(uint64_t ud) { return (unsigned)(ud >> 56); }
 static inline uint32_t rh_ud_gen(uint64_t ud) { return (uint32_t)(ud >> 32) & 0xffffff; }
 static inline uint32_t rh_ud_idx(uint64_t ud) { return (uint32_t)ud; }
 
@@ -127,7 +125,7 @@ void rh_loop_release(struct rh_loop *loop);
 /* Runs what is in the inbox now (the loop's own thread, or its owner after the loop ended). */
 void rh_loop_drain_inbox(struct rh_loop *loop);
 
-void rh_loop_on(struct rh_loop *loop, enum rh_op op, rh_cqe_fn fn);
+void rh_loop_on(struct rh_loop *loop, unsigned op, rh_cqe_fn fn);
 
 /* A fresh SQE; submits what is queued when the SQ is full (and, if the kernel refuses that
  * because the CQ is full, moves completions aside to make room), so it never returns NULL. The

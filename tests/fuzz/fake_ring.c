@@ -105,7 +105,7 @@ void ring_accept(struct world *W, int fd)
     k->acked = 0;
     W->w.accept_armed = true;
     W->w.loop.inflight++;
-    post(k, rh_ud_make(RH_OP_ACCEPT, 0, 0), fd, 0);
+    post(k, rh_ud_make(CONN_OP_ACCEPT, 0, 0), fd, 0);
 }
 
 /* ---- the queues ---- */
@@ -129,8 +129,8 @@ void ring_dispatch(struct world *W)
     while (k->cq_head != k->cq_tail) {
         struct fz_cqe e = k->cqes[k->cq_head++ % FZ_MAX_CQES];
         struct io_uring_cqe cqe = {.user_data = e.ud, .res = e.res, .flags = e.flags};
-        enum rh_op op = rh_ud_op(e.ud);
-        if (op == RH_OP_SEND && e.res > 0)
+        unsigned op = rh_ud_op(e.ud);
+        if (op == CONN_OP_SEND && e.res > 0)
             k->acked += (uint64_t)e.res; /* the server's wbuf.sent moves in this dispatch */
         FZ_CHECK(loop->inflight > 0 || (e.flags & IORING_CQE_F_MORE),
                  "a final completion with no op counted in flight (op %d)", op);

@@ -31,7 +31,7 @@ static int ring_or_skip(struct rh_loop *loop, unsigned sq, unsigned cq)
     if (ret == -ENOSYS || ret == -EPERM)
         return ret; /* no io_uring here: skip */
     assert_int_equal(ret, 0);
-    rh_loop_on(loop, RH_OP_FILE, on_nop);
+    rh_loop_on(loop, RH_OP_FIRST_USER, on_nop);
     return 0;
 }
 
@@ -47,7 +47,7 @@ static void test_full_sq_and_overflowed_cq_lose_nothing(void **state)
     for (uint32_t i = 0; i < N; i++) {
         struct io_uring_sqe *sqe = rh_loop_sqe(&loop);
         io_uring_prep_nop(sqe);
-        io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_FILE, i, 1));
+        io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_FIRST_USER, i, 1));
         loop.inflight++;
     }
     assert_true(atomic_load(&loop.faults.sq_full) > 0);
