@@ -54,24 +54,9 @@ static void in_block_put(struct rh_worker *w, char *b)
     w->nfree_in++;
 }
 
-/* Where compaction may start: the live request's head while it is still referenced. A
- * request reading its body has its head copied out first, so a large body streams through. */
-static const char *keep_from(struct rh_conn *c)
-{
-    struct rh_req *r = c->req;
-    const char *parsed = c->in + c->in_off;
-    if (!r || !r->base || r->head_copy)
-        return parsed;
-    if (c->phase == PH_BODY && !(r->flags & R_BODY_INLINE)) {
-        req_detach_head(r);
-        return parsed;
-    }
-    return r->base;
-}
-
 static void compact_input(struct rh_conn *c)
 {
-    const char *from = keep_from(c);
+    const char *from = c->w->srv->proto->input_keep(c);
     uint32_t drop = (uint32_t)(from - c->in);
     if (drop == 0)
         return;
@@ -230,7 +215,7 @@ static void conn_on_timer(struct rh_timer *t)
         return;
     case PH_HANDLER:
         if (handler_waiting(c))
-            req_deadline(c->req);
+            c->w->srv->proto->on_deadline(c->req);
         return;
     case PH_IDLE:
     case PH_LINGER:
@@ -438,8 +423,8 @@ static void enter_linger(struct rh_conn *c)
 static void conn_on_drained(struct rh_conn *c)
 {
     struct rh_worker *w = c->w;
-    if (c->req && c->req->file) { /* a static file body follows its head (static.c) */
-        static_body_pump(c->req);
+    if (c->req && c->req->file) { /* a file body follows its head (a body source above) */
+        w->srv->proto->on_drained(c->req);
         return;
     }
     if (c->req)
@@ -494,7 +479,7 @@ static void conn_out_progress(struct rh_conn *c)
     if (conn_out_queued(c) > RH_OUT_LOW || (c->flags & C_CLOSING))
         return;
     if (c->req && c->req->on_writable)
-        resp_writable_ready(c->req);
+        c->w->srv->proto->on_writable(c->req);
     if (c->flags & C_OUT_FULL)
         conn_process(c);
 }
@@ -547,8 +532,8 @@ void conn_mark_dirty(struct rh_conn *c)
 void worker_flush(struct rh_loop *loop)
 {
     struct rh_worker *w = loop_worker(loop);
-    worker_refresh_date(w);
-    resp_run_writable(w); /* streaming writers first: what they write goes out below */
+    const struct conn_proto *proto = w->srv->proto;
+    proto->before_flush(w); /* streaming writers first: what they write goes out below */
     rearm_starved(w);
     while (w->dirty) {
         struct rh_conn *c = w->dirty;
@@ -568,7 +553,7 @@ void worker_flush(struct rh_loop *loop)
             c->phase != PH_LINGER)
             conn_on_drained(c);
     }
-    offload_flush();
+    proto->after_flush(w);
 }
 
 /* ---- request boundaries ---- */
@@ -589,14 +574,9 @@ void conn_fail(struct rh_conn *c, int status)
 {
     if (c->flags & (C_CLOSING | C_CLOSE_AFTER_SEND))
         return;
-    struct rh_req *r = c->req;
-    if (!r)
-        r = c->req = req_acquire(c->w, c);
     c->flags |= C_LINGER_NEEDED;
-    if ((r->flags & R_RESP_STARTED) || resp_error(r, status) < 0) {
+    if (c->w->srv->proto->on_fail(c, status) < 0)
         conn_close(c); /* mid-response: nothing valid can follow */
-        return;
-    }
 }
 
 /* Parses what is buffered, as far as handlers allow; drains held input as room appears. */
@@ -611,7 +591,7 @@ void conn_process(struct rh_conn *c)
             break;
         if (conn_out_full(c) || c->in_off == c->in_len) /* first: it refreshes C_OUT_FULL */
             break;
-        int status = parse_execute(c);
+        int status = c->w->srv->proto->on_input(c);
         if (status > 0)
             conn_fail(c, status);
     }
@@ -654,7 +634,7 @@ void conn_open(struct rh_worker *w, int fd)
     c->phase = PH_IDLE;
     c->held_head = c->held_tail = RH_NO_BUF;
     c->timer.fn = conn_on_timer;
-    parse_conn_init(c);
+    w->srv->proto->on_open(c);
     w->open_conns++;
     stat_add(&w->stats.accepted, 1);
     atomic_store_explicit(&w->stats.open_conns, w->open_conns, memory_order_relaxed);
@@ -699,19 +679,8 @@ void conn_finish_close(struct rh_conn *c)
     if (!conn_live(c) || (c->flags & (C_RECV_ARMED | C_SEND_INFLIGHT | C_FILE_INFLIGHT)))
         return; /* already freed, or ops of ours still reference the fd */
     rh_timer_cancel(&w->loop.wheel, &c->timer); /* the close wait, if any */
-    if (c->req && c->req->file)
-        static_body_abort(c->req); /* a static body waiting between ops: ends it (static.c) */
-    if (c->req) {
-        struct rh_req *r = c->req;
-        c->req = NULL;
-        if (c->flags & C_PAUSED) {
-            req_orphan(r);     /* its handler still runs: it ends the orphan */
-            offload_cancel(r); /* not started yet: it never will */
-            app_req_orphaned(r); /* waiting only for its ring timer: ends now */
-        } else {
-            req_end(r);
-        }
-    }
+    if (c->req)
+        w->srv->proto->on_closed(c, false);
     struct io_uring_sqe *sqe = rh_loop_sqe(&w->loop);
     io_uring_prep_close(sqe, c->fd);
     io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_IGNORE, 0, 0));
@@ -750,16 +719,8 @@ void worker_abandon_requests(struct rh_worker *w)
         struct rh_conn *c = &w->conns[i];
         if (!conn_live(c))
             continue;
-        struct rh_req *r = c->req;
-        c->req = NULL;
-        if (r && (c->flags & C_PAUSED)) {
-            req_orphan(r);
-            offload_cancel(r);
-            app_req_orphaned(r);
-        } else if (r) {
-            r->conn = NULL;
-            req_end(r);
-        }
+        if (c->req)
+            w->srv->proto->on_closed(c, true);
         if (c->in)
             in_block_put(w, c->in);
         spill_free(c);
@@ -768,7 +729,7 @@ void worker_abandon_requests(struct rh_worker *w)
         close(c->fd);
         c->fd = -1;
     }
-    req_release_orphans(w);
+    w->srv->proto->on_stop(w);
 }
 
 /* Graceful stop: idle connections go now; busy ones finish their request, then close. */

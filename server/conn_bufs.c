@@ -1,7 +1,8 @@
 /* Input a connection cannot take yet, and connections waiting for provided buffers: the
  * spill (input copied out of provided buffers, so a busy connection gives them back at
  * once instead of holding them) and the starved list (recvs that ended with -ENOBUFS, re-armed
- * oldest first when buffers are back). conn.c decides when; this file keeps the books. */
+ * oldest first when buffers are back), and the output buffers (pbuf/wbuf blocks, recycled
+ * on the worker's free list). conn.c decides when; this file keeps the books. */
 #include <mimalloc.h>
 #include <string.h>
 
@@ -93,4 +94,54 @@ struct rh_conn *starved_pop(struct rh_worker *w)
     if (c)
         starved_remove(c);
     return c;
+}
+
+/* ---- output buffers ---- */
+
+char *obuf_reserve(struct rh_worker *w, struct rh_obuf *b, size_t n)
+{
+    if (b->len + n <= b->cap)
+        return b->data + b->len;
+    size_t need = b->len + n;
+    if (!b->data && need <= RH_OUT_BLOCK) {
+        if (w->free_out) { /* the common case: a recycled block, no allocation */
+            b->data = w->free_out;
+            w->free_out = *(char **)b->data;
+            w->nfree_out--;
+        } else {
+            b->data = mi_malloc(RH_OUT_BLOCK); /* owner: connection, then free list */
+        }
+        b->cap = RH_OUT_BLOCK;
+        return b->data ? b->data : NULL;
+    }
+    size_t cap = b->cap ? b->cap : RH_OUT_BLOCK;
+    while (cap < need)
+        cap *= 2;
+    char *nd = mi_malloc(cap); /* owner: the connection; freed by obuf_release */
+    if (!nd)
+        return NULL;
+    size_t len = b->len, sent = b->sent;
+    if (len)
+        memcpy(nd, b->data, len);
+    obuf_release(w, b);
+    b->data = nd;
+    b->cap = cap;
+    b->len = len;
+    b->sent = sent;
+    return b->data + b->len;
+}
+
+void obuf_release(struct rh_worker *w, struct rh_obuf *b)
+{
+    if (b->data) {
+        if (b->cap == RH_OUT_BLOCK && w->nfree_out < RH_FREE_BLOCKS_MAX) {
+            *(char **)b->data = w->free_out;
+            w->free_out = b->data;
+            w->nfree_out++;
+        } else {
+            mi_free(b->data);
+        }
+    }
+    b->data = NULL;
+    b->len = b->cap = b->sent = 0;
 }

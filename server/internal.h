@@ -317,8 +317,45 @@ struct rh_route_entry {
     struct rh_route_entry *next;
 };
 
+/* ---- calls up: the layers below name what they need from the ones above here, and the
+ * server (wire.c) fills these tables, so transport and HTTP/1 call no layer above them. ---- */
+
+struct rh_route_entry;
+
+/* The protocol over a connection (HTTP/1 today), called by the transport (conn.c). */
+struct conn_proto {
+    void (*on_open)(struct rh_conn *c);  /* a fresh connection, before its first recv */
+    int (*on_input)(struct rh_conn *c);  /* parse from c->in_off; > 0: fail with that status */
+    const char *(*input_keep)(struct rh_conn *c); /* where input compaction may start */
+    void (*on_drained)(struct rh_req *r); /* output sent, a body source (a file) goes on */
+    void (*on_writable)(struct rh_req *r); /* below the low mark: a waiting writer resumes */
+    void (*on_deadline)(struct rh_req *r); /* the handler deadline passed */
+    int (*on_fail)(struct rh_conn *c, int status); /* an error page; < 0: could not */
+    void (*on_closed)(struct rh_conn *c, bool abandoned); /* c->req ends or is orphaned */
+    void (*before_flush)(struct rh_worker *w); /* the Date line, streaming writers */
+    void (*after_flush)(struct rh_worker *w);  /* after the sends: wake pool threads */
+    void (*on_stop)(struct rh_worker *w);      /* the ring has exited: free the orphans */
+};
+
+/* The application and observability over HTTP/1 (request.c, response.c). */
+struct http_hooks {
+    const struct rh_route_entry *(*match)(struct rh_req *r, int *status, char *allowed,
+                                          size_t allowed_len);
+    bool (*route_chain)(struct rh_req *r);              /* true: scoped middleware took it */
+    void (*route_after)(struct rh_req *r, int status);  /* scoped after-middleware */
+    bool (*error)(struct rh_req *r, int status, const char *detail); /* true: it answered */
+    int (*respond_error)(struct rh_req *r, int status, const char *detail);
+    void (*req_end)(struct rh_req *r);                  /* finish hooks, ring timer */
+    void (*cancel)(struct rh_req *r);                   /* an offload not started yet */
+    int (*capture)(struct rh_req *r, int status, const char *ctype, const void *body,
+                   size_t len); /* a lent request's answer, on its pool thread */
+    void (*after)(struct rh_req *r, int status); /* after-hooks: metrics, access log */
+};
+
 struct rh_server {
     rh_config cfg;
+    const struct conn_proto *proto; /* wire.c */
+    const struct http_hooks *hooks; /* wire.c */
     struct rh_route_node *routes;
     rh_middleware mw[RH_MAX_MIDDLEWARE];
     unsigned nmw;
@@ -441,6 +478,9 @@ void req_orphan(struct rh_req *req);
 void req_release_orphans(struct rh_worker *w); /* the ring has stopped */
 /* The handler deadline passed with req unanswered: 500, or 504 for pool work. */
 void req_deadline(struct rh_req *req);
+/* conn_proto hooks of HTTP/1 (request.c) */
+const char *req_input_keep(struct rh_conn *c);
+int req_fail(struct rh_conn *c, int status);
 static inline const char *req_ptr(const struct rh_req *req, struct rh_slice s)
 {
     return req->base + s.off;
@@ -487,6 +527,9 @@ void metrics_render_pool(const rh_server *srv, char *buf, size_t *len, size_t ca
 
 /* request_id.c: "stamp-ring-counter" in hex, NUL-terminated (at most 36 characters) */
 void request_id_format(char out[40], uint32_t stamp, uint32_t ring, uint64_t n);
+
+/* wire.c: fills srv->proto and srv->hooks (rh_server_new; tests' fake servers). */
+void server_wire(struct rh_server *srv);
 
 /* metrics.c */
 void stats_count_response(struct rh_req *req, int status);

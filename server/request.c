@@ -9,7 +9,6 @@
 #include <time.h>
 
 #include "server/internal.h"
-#include "server/app.h" /* the toolkit's hooks */
 
 struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c)
 {
@@ -85,10 +84,38 @@ void req_deadline(struct rh_req *r)
     bool on_pool = r->offload != NULL;
     c->req = NULL;
     req_orphan(r);
-    offload_cancel(r); /* not started: it never will; running: rh_offload_check says so */
+    r->w->srv->hooks->cancel(r); /* not started: it never will; running: rh_offload_check says so */
     conn_fail(c, on_pool ? 504 : 500);
     if ((c->flags & C_PAUSED) && !c->req && !(c->flags & C_CLOSING))
         conn_close(c); /* no answer could be queued: nothing may follow on this connection */
+}
+
+/* ---- the connection's calls up (struct conn_proto, wired in wire.c) ---- */
+
+/* Where compaction may start: the live request's head while it is still referenced. A
+ * request reading its body has its head copied out first, so a large body streams through. */
+const char *req_input_keep(struct rh_conn *c)
+{
+    struct rh_req *r = c->req;
+    const char *parsed = c->in + c->in_off;
+    if (!r || !r->base || r->head_copy)
+        return parsed;
+    if (c->phase == PH_BODY && !(r->flags & R_BODY_INLINE)) {
+        req_detach_head(r);
+        return parsed;
+    }
+    return r->base;
+}
+
+/* The connection fails with status: an error page if no answer has started. */
+int req_fail(struct rh_conn *c, int status)
+{
+    struct rh_req *r = c->req;
+    if (!r)
+        r = c->req = req_acquire(c->w, c);
+    if (r->flags & R_RESP_STARTED)
+        return -EALREADY;
+    return resp_error(r, status);
 }
 
 void req_end(struct rh_req *r)
@@ -101,7 +128,7 @@ void req_end(struct rh_req *r)
     if (r->orphan_listed)
         orphan_unlink(r);
     struct rh_ctx *prev = ctx_enter(&r->ctx); /* destructors may read their request */
-    app_req_end(r); /* finish hooks, the ring timer */
+    w->srv->hooks->req_end(r); /* finish hooks, the ring timer */
     ctx_release(&r->ctx);
     ctx_leave(prev);
     mi_free(r->head_copy);
@@ -166,15 +193,15 @@ static void route_and_handle(struct rh_req *r)
     int status = 0;
     char allowed[64];
     if (!r->route) /* not yet matched; set when resuming scoped middleware (app.c) */
-        r->route = router_match(r->w->srv->routes, r, &status, allowed, sizeof(allowed));
+        r->route = r->w->srv->hooks->match(r, &status, allowed, sizeof(allowed));
     if (r->route) {
-        if (!app_route_chain(r))
+        if (!r->w->srv->hooks->route_chain(r))
             r->route->fn(r, r->route->udata);
         return;
     }
     if (status == 405)
         rh_resp_header(r, "Allow", allowed);
-    if (app_error(r, status, NULL))
+    if (r->w->srv->hooks->error(r, status, NULL))
         return;
     static const char nf[] = "Not Found\n", mna[] = "Method Not Allowed\n";
     rh_respond(r, status, "text/plain", status == 405 ? mna : nf,
@@ -196,7 +223,7 @@ void mw_continue(struct rh_req *r)
         if (res == RH_MW_SUSPEND)
             return;
         if (res == RH_MW_DONE) { /* claimed an answer it did not give */
-            rh_respond_error(r, 500, NULL);
+            srv->hooks->respond_error(r, 500, NULL);
             return;
         }
     }

@@ -7,7 +7,6 @@
 #include <time.h>
 
 #include "server/internal.h"
-#include "server/app.h" /* the toolkit's hooks */
 
 const char *rh_status_reason(int status)
 {
@@ -62,56 +61,6 @@ size_t rh_fmt_u64(char *out, uint64_t v)
     for (size_t i = 0; i < n; i++)
         out[i] = tmp[n - 1 - i];
     return n;
-}
-
-/* ---- output buffers ---- */
-
-char *obuf_reserve(struct rh_worker *w, struct rh_obuf *b, size_t n)
-{
-    if (b->len + n <= b->cap)
-        return b->data + b->len;
-    size_t need = b->len + n;
-    if (!b->data && need <= RH_OUT_BLOCK) {
-        if (w->free_out) { /* the common case: a recycled block, no allocation */
-            b->data = w->free_out;
-            w->free_out = *(char **)b->data;
-            w->nfree_out--;
-        } else {
-            b->data = mi_malloc(RH_OUT_BLOCK); /* owner: connection, then free list */
-        }
-        b->cap = RH_OUT_BLOCK;
-        return b->data ? b->data : NULL;
-    }
-    size_t cap = b->cap ? b->cap : RH_OUT_BLOCK;
-    while (cap < need)
-        cap *= 2;
-    char *nd = mi_malloc(cap); /* owner: the connection; freed by obuf_release */
-    if (!nd)
-        return NULL;
-    size_t len = b->len, sent = b->sent;
-    if (len)
-        memcpy(nd, b->data, len);
-    obuf_release(w, b);
-    b->data = nd;
-    b->cap = cap;
-    b->len = len;
-    b->sent = sent;
-    return b->data + b->len;
-}
-
-void obuf_release(struct rh_worker *w, struct rh_obuf *b)
-{
-    if (b->data) {
-        if (b->cap == RH_OUT_BLOCK && w->nfree_out < RH_FREE_BLOCKS_MAX) {
-            *(char **)b->data = w->free_out;
-            w->free_out = b->data;
-            w->nfree_out++;
-        } else {
-            mi_free(b->data);
-        }
-    }
-    b->data = NULL;
-    b->len = b->cap = b->sent = 0;
 }
 
 static int out_append(struct rh_conn *c, const void *data, size_t len)
@@ -178,9 +127,7 @@ static int write_head(struct rh_req *r, int status, const char *ctype, int64_t b
     r->status = status;
     r->resp_body_len = body_len;
     mw_run_after(r, status); /* middleware may add headers: before the size is known */
-    stats_count_response(r, status);
-    if (r->w->log)
-        access_log_line(r, status);
+    r->w->srv->hooks->after(r, status); /* observability: metrics, the access log */
     struct rh_conn *c = r->conn;
     struct rh_worker *w = r->w;
     const char *reason = rh_status_reason(status);
@@ -306,7 +253,7 @@ int rh_respond(rh_req *r, int status, const char *ctype, const void *body, size_
     if (status < 200 || status > 999)
         return -EINVAL; /* a 1xx is never a final answer: the client would wait for more */
     if (r->lent) /* on a pool thread: the ring sends it when the task comes back */
-        return offload_capture(r, status, ctype, body, len);
+        return r->w->srv->hooks->capture(r, status, ctype, body, len);
     if (r->flags & R_RESP_STARTED)
         return -EALREADY;
     if (!r->conn) { /* the client went away: nothing to send */
@@ -469,7 +416,7 @@ int resp_error_keepalive(struct rh_req *r, int status)
     const char *reason = rh_status_reason(status);
     if (status == 503)
         rh_resp_header(r, "Retry-After", "1");
-    if (app_error(r, status, NULL))
+    if (r->w->srv->hooks->error(r, status, NULL))
         return 0;
     return rh_respond(r, status, "text/plain", reason, strlen(reason));
 }
@@ -478,7 +425,7 @@ void mw_run_after(struct rh_req *r, int status)
 {
     const struct rh_server *srv = r->w->srv;
     bool early = r->mw_pos == 0; /* rejected before the chain ran (parse error, limit) */
-    app_route_after(r, status); /* scoped middleware (app.c) is inside the global chain */
+    srv->hooks->route_after(r, status); /* scoped middleware (app.c) is inside the global chain */
     for (int i = early ? (int)srv->nmw - 1 : (int)r->mw_ran - 1; i >= 0; i--) {
         const rh_middleware *mw = &srv->mw[i];
         if (mw->after && (!early || (mw->flags & RH_MW_ALL_RESPONSES)))
@@ -500,7 +447,7 @@ int resp_error(struct rh_req *r, int status)
     r->xhdr_len = 0;
     if (status == 503)
         rh_resp_header(r, "Retry-After", "1");
-    if (app_error(r, status, NULL))
+    if (r->w->srv->hooks->error(r, status, NULL))
         return 0;
     return rh_respond(r, status, "text/plain", body, n);
 }

@@ -214,3 +214,12 @@ const struct rh_route_entry *router_match(const struct rh_route_node *root, stru
     }
     return e;
 }
+
+/* The public registration (include/ringhttp.h): before the rings start only. */
+int rh_route(rh_server *srv, const char *method, const char *pattern, rh_handler_fn fn,
+             void *udata)
+{
+    if (srv->threads_live)
+        return -EBUSY;
+    return router_add(srv->routes, method, pattern, fn, udata, false);
+}

@@ -84,18 +84,11 @@ int rh_server_new(const rh_config *cfg, rh_server **out)
     srv->ready_fd = upgrade_take_ready_fd(&srv->cfg);
     srv->log_fd = -1;
     srv->routes = router_new();
+    server_wire(srv);
     pthread_mutex_init(&srv->start_lock, NULL);
     pthread_cond_init(&srv->start_cond, NULL);
     *out = srv;
     return 0;
-}
-
-int rh_route(rh_server *srv, const char *method, const char *pattern, rh_handler_fn fn,
-             void *udata)
-{
-    if (srv->threads_live)
-        return -EBUSY;
-    return router_add(srv->routes, method, pattern, fn, udata, false);
 }
 
 /* ---- workers ---- */

@@ -273,6 +273,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     rh_config_init(&tmpl.cfg);
     tmpl.log_fd = -1;
     tmpl.routes = router_new();
+    server_wire(&tmpl);
     rh_route(&tmpl, "GET", "/", h_hello, NULL);
     rh_route(&tmpl, "*", "/echo", h_echo, NULL);
     rh_route(&tmpl, "GET", "/items/:id", h_item, NULL);

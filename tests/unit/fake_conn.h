@@ -23,6 +23,7 @@ static inline void fake_init(struct fake *f, void (*tweak)(rh_config *cfg))
     if (tweak)
         tweak(&f->srv.cfg);
     f->srv.routes = router_new();
+    server_wire(&f->srv);
     f->w.srv = &f->srv;
     f->w.loop.owner = &f->w;
     rh_wheel_init(&f->w.loop.wheel, 0);

@@ -1,0 +1,96 @@
+/* The server's wiring of calls up: the transport (conn.c) and HTTP/1 (request.c,
+ * response.c) call no layer above them by name; they call through srv->proto and
+ * srv->hooks, which this file fills with the functions of HTTP/1, static files, the app
+ * layer (router, toolkit, offload) and observability (metrics, access log). It is the one
+ * place that knows every layer, so it sits on top with the server object. */
+#include "server/internal.h"
+#include "server/app.h"
+
+/* ---- the connection's protocol: HTTP/1 ---- */
+
+static void http1_drained(struct rh_req *r)
+{
+    static_body_pump(r); /* a file body follows its head (static_xfer.c) */
+}
+
+/* The connection is gone (or the ring exited: abandoned) with c->req still set: a
+ * request waiting between file ops ends; one whose handler still runs (paused) becomes an
+ * orphan its handler ends; the rest end now. */
+static void http1_closed(struct rh_conn *c, bool abandoned)
+{
+    if (!abandoned && c->req->file)
+        static_body_abort(c->req); /* a static body waiting between ops: ends it */
+    struct rh_req *r = c->req;
+    if (!r)
+        return;
+    c->req = NULL;
+    if (c->flags & C_PAUSED) {
+        req_orphan(r);       /* its handler still runs: it ends the orphan */
+        offload_cancel(r);   /* not started yet: it never will */
+        app_req_orphaned(r); /* waiting only for its ring timer: ends now */
+        return;
+    }
+    if (abandoned)
+        r->conn = NULL;
+    req_end(r);
+}
+
+static void http1_before_flush(struct rh_worker *w)
+{
+    worker_refresh_date(w);
+    resp_run_writable(w);
+}
+
+static void http1_after_flush(struct rh_worker *w)
+{
+    (void)w;
+    offload_flush();
+}
+
+static const struct conn_proto http1_proto = {
+    .on_open = parse_conn_init,
+    .on_input = parse_execute,
+    .input_keep = req_input_keep,
+    .on_drained = http1_drained,
+    .on_writable = resp_writable_ready,
+    .on_deadline = req_deadline,
+    .on_fail = req_fail,
+    .on_closed = http1_closed,
+    .before_flush = http1_before_flush,
+    .after_flush = http1_after_flush,
+    .on_stop = req_release_orphans,
+};
+
+/* ---- HTTP/1's calls up: the app layer and observability ---- */
+
+static const struct rh_route_entry *app_match(struct rh_req *r, int *status, char *allowed,
+                                              size_t allowed_len)
+{
+    return router_match(r->w->srv->routes, r, status, allowed, allowed_len);
+}
+
+/* After-hooks before each head is written: counters, then the access log line. */
+static void observe_after(struct rh_req *r, int status)
+{
+    stats_count_response(r, status);
+    if (r->w->log)
+        access_log_line(r, status);
+}
+
+static const struct http_hooks app_hooks = {
+    .match = app_match,
+    .route_chain = app_route_chain,
+    .route_after = app_route_after,
+    .error = app_error,
+    .respond_error = rh_respond_error,
+    .req_end = app_req_end,
+    .cancel = offload_cancel,
+    .capture = offload_capture,
+    .after = observe_after,
+};
+
+void server_wire(struct rh_server *srv)
+{
+    srv->proto = &http1_proto;
+    srv->hooks = &app_hooks;
+}
