@@ -32,7 +32,7 @@ add_custom_command(OUTPUT ${RH_STATIC}
     COMMAND ${CMAKE_OBJCOPY} --localize-hidden --wildcard --keep-global-symbol=rh_*
             ${RH_STATIC_DIR}/ringhttp.o
     COMMAND ${CMAKE_AR} rcs ${RH_STATIC} ${RH_STATIC_DIR}/ringhttp.o
-    DEPENDS ${RH_OBJECTS} rh_uring rh_pool rh_ctx rh_server rh_llhttp
+    DEPENDS ${RH_OBJECTS} ${RH_MODULE_TARGETS} rh_llhttp
     COMMAND_EXPAND_LISTS VERBATIM
     COMMENT "Partially linking libringhttp.a (public symbols only)")
 add_custom_target(ringhttp_static ALL DEPENDS ${RH_STATIC})

@@ -8,7 +8,7 @@
  *          finish within drain_timeout_ms.
  * HANDOFF (an upgrade: a successor accepts from the same sockets) stops accepting at once,
  * keeps health at 200 and otherwise runs the same grace and drain. */
-#include "server/internal.h"
+#include "server/srv.h"
 
 /* How far along a stop is: a later request may only make it faster. */
 static bool faster(int cur, int how)

@@ -1,6 +1,6 @@
 /* The health route a load balancer checks: 200 while serving, 503 from the moment a stop
  * (with its grace) begins, so the balancer takes the instance out while it still serves. */
-#include "server/internal.h"
+#include "server/srv.h"
 
 static void on_health(rh_req *req, void *udata)
 {

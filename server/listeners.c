@@ -19,7 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "server/internal.h"
+#include "server/srv.h"
 
 #define SD_LISTEN_FDS_START 3 /* the protocol's first fd */
 

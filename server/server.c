@@ -11,8 +11,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "server/internal.h"
-#include "server/app.h" /* the toolkit's hooks */
+#include "server/srv.h"
+#include "conn/conn.h"
+#include "http1/http1.h"
+#include "obs/obs.h"
+#include "static/static.h"
+#include "app/app.h" /* the toolkit's hooks */
 
 void rh_config_init(rh_config *cfg)
 {

@@ -14,7 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server/app.h"
+#include "app/app.h"
+#include "server/srv.h"
 
 struct rbuf {
     char *data;

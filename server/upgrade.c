@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server/internal.h"
+#include "server/srv.h"
 
 #define READY_ENV "RINGHTTP_READY_FD"
 #define SD_LISTEN_FDS_START 3

@@ -3,8 +3,11 @@
  * srv->hooks, which this file fills with the functions of HTTP/1, static files, the app
  * layer (router, toolkit, offload) and observability (metrics, access log). It is the one
  * place that knows every layer, so it sits on top with the server object. */
-#include "server/internal.h"
-#include "server/app.h"
+#include "server/srv.h"
+#include "http1/http1.h"
+#include "obs/obs.h"
+#include "static/static.h"
+#include "app/app.h"
 
 /* ---- the connection's protocol: HTTP/1 ---- */
 
@@ -54,7 +57,7 @@ static const struct conn_proto http1_proto = {
     .on_drained = http1_drained,
     .on_writable = resp_writable_ready,
     .on_deadline = req_deadline,
-    .on_fail = req_fail,
+    .on_fail = resp_fail,
     .on_closed = http1_closed,
     .before_flush = http1_before_flush,
     .after_flush = http1_after_flush,

@@ -27,7 +27,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "server/internal.h"
+#include "core/internal.h"
+#include "app/app.h"
+#include "conn/conn.h"
+#include "http1/http1.h"
+#include "obs/obs.h"
+#include "server/srv.h"
+#include "static/static.h"
 
 #define FZ_FD_BASE (1 << 30) /* fake socket fds: never open here, so they can't alias a real one */
 #define FZ_MAX_BUFS 16

@@ -8,7 +8,11 @@
 #include <mimalloc.h>
 #include <string.h>
 
-#include "server/internal.h"
+#include "core/internal.h"
+#include "app/app.h"
+#include "conn/conn.h"
+#include "http1/http1.h"
+#include "server/srv.h"
 
 struct fake {
     rh_server srv;

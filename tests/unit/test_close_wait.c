@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "include/ringhttp.h"
-#include "server/internal.h"
+#include "core/internal.h"
 
 static atomic_int swallowed;
 

@@ -7,7 +7,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "server/internal.h"
+#include "core/internal.h"
+#include "conn/conn.h"
 
 static void test_spill_keeps_order_and_bound(void **state)
 {

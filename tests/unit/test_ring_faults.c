@@ -17,7 +17,8 @@
 #include <unistd.h>
 
 #include "include/ringhttp.h"
-#include "server/internal.h"
+#include "core/internal.h"
+#include "obs/obs.h"
 
 static void sleep_ms(int ms)
 {

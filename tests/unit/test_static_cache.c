@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "server/static_cache.c"
+#include "static/static_cache.c"
 
 struct fixture {
     struct rh_worker w;

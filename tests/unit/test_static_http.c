@@ -8,7 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "server/static.h"
+#include "static/static.h"
 
 static int norm(const char *raw, bool hidden, char *out, size_t cap, bool *dir)
 {

@@ -10,7 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server/internal.h"
+#include "obs/obs.h"
+#include "http1/http1.h"
 
 #define LOG_BUF (64u * 1024u)
 #define LOG_FLUSH_AT (48u * 1024u)

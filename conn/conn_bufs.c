@@ -6,7 +6,7 @@
 #include <mimalloc.h>
 #include <string.h>
 
-#include "server/internal.h"
+#include "conn/conn.h"
 
 /* ---- the spill ---- */
 

@@ -4,7 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "server/internal.h"
+#include "obs/obs.h"
+#include "app/app.h"
 
 const unsigned rh_latency_bounds_ms[RH_LAT_BUCKETS] = {1, 2, 5, 10, 25, 50, 100, 250, 1000, 5000};
 

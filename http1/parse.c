@@ -9,7 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "server/internal.h"
+#include "http1/http1.h"
+#include "conn/conn.h"
 
 static struct rh_conn *conn_of_parser(llhttp_t *p) { return p->data; }
 

@@ -6,7 +6,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "server/internal.h"
+#include "http1/http1.h"
+#include "conn/conn.h"
 
 const char *rh_status_reason(int status)
 {
@@ -431,6 +432,19 @@ void mw_run_after(struct rh_req *r, int status)
         if (mw->after && (!early || (mw->flags & RH_MW_ALL_RESPONSES)))
             mw->after(r, status, mw->udata);
     }
+}
+
+/* The connection fails with status (conn_proto.on_fail): an error page if no answer has
+ * started. Not in request.c: the fuzzer wraps req_acquire, which wraps calls from other
+ * objects only. */
+int resp_fail(struct rh_conn *c, int status)
+{
+    struct rh_req *r = c->req;
+    if (!r)
+        r = c->req = req_acquire(c->w, c);
+    if (r->flags & R_RESP_STARTED)
+        return -EALREADY;
+    return resp_error(r, status);
 }
 
 /* A small error page; the connection closes after it (the input can't be trusted). */

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "server/app.h"
+#include "app/app.h"
 
 static int hex_value(char ch)
 {

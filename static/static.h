@@ -62,4 +62,19 @@ const char *static_mime_type(const char *name, size_t len);
  * it does not fit cap. */
 size_t static_url_encode(const char *in, size_t len, char *out, size_t cap);
 
+/* ---- static.c, static_xfer.c: the ring side (server.c, wire.c) ---- */
+
+struct rh_req;
+struct rh_worker;
+struct rh_server;
+
+/* static.c */
+void static_worker_start(struct rh_worker *w); /* on the ring's thread, after its ops */
+void static_worker_stop(struct rh_worker *w);  /* after the final drain */
+void static_free(struct rh_server *srv);
+/* The connection's output drained and req->file is set: send the next piece of the body. */
+void static_body_pump(struct rh_req *req);
+/* The connection is closing with req->file set and no file op in flight: end both. */
+void static_body_abort(struct rh_req *req);
+
 #endif

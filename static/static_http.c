@@ -6,7 +6,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "server/static.h"
+#include "static/static.h"
 
 /* ---- paths ---- */
 

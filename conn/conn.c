@@ -10,8 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "server/internal.h"
-#include "server/app.h" /* the toolkit's hooks */
+#include "conn/conn.h"
 
 static struct rh_worker *loop_worker(struct rh_loop *loop) { return loop->owner; }
 

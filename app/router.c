@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "server/internal.h"
+#include "app/app.h"
 
 struct rh_route_node {
     char *seg; /* static segment text, or the parameter's name */

@@ -54,8 +54,8 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include "server/static_priv.h"
-#include "server/app.h" /* the toolkit's error pages */
+#include "static/static_priv.h"
+#include "app/app.h" /* the toolkit's error pages */
 
 static void submit_open(struct static_xfer *x, const char *path, enum step_kind k,
                         uint64_t extra_flags)

@@ -6,7 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server/internal.h"
+#include "obs/obs.h"
 
 static rh_ctx_key request_id_key = -1;
 

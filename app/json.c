@@ -8,7 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "server/app.h"
+#include "app/app.h"
 
 /* application/json, or any application/<x>+json (RFC 6839), parameters ignored. */
 static bool json_media_type(const rh_req *r)

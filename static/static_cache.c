@@ -5,7 +5,7 @@
 #include <mimalloc.h>
 #include <unistd.h>
 
-#include "server/static_priv.h"
+#include "static/static_priv.h"
 
 /* ---- small helpers ---- */
 

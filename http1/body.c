@@ -8,7 +8,7 @@
 #include <mimalloc.h>
 #include <string.h>
 
-#include "server/internal.h"
+#include "http1/http1.h"
 
 /* Where a chunked body's framing stands. 0 means no body is being read. */
 enum {

@@ -28,7 +28,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "server/static_priv.h"
+#include "static/static_priv.h"
+#include "conn/conn.h"
+#include "http1/http1.h"
 
 #ifndef SENDFILE_MAX /* bytes asked of one sendfile(2), and the window checked resident */
 #define SENDFILE_MAX (1u << 20)

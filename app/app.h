@@ -11,7 +11,7 @@
 #define RH_SERVER_APP_H
 
 #include "pool/pool.h"
-#include "server/internal.h"
+#include "http1/http1.h"
 
 struct scoped_mw {
     char *prefix; /* "/todos", "/todos/:id": segments, ':' matches any one */
@@ -55,5 +55,29 @@ void app_free(rh_server *srv);
 
 /* params.c: the media type of Content-Type is type (case-insensitive, no parameters). */
 bool app_media_type_is(const rh_req *req, const char *type);
+
+/* ---- the app layer's core: offload (pool hand-off) and the router ---- */
+
+/* offload.c */
+int offload_start(rh_server *srv);
+void offload_stop(rh_server *srv);
+void offload_free(rh_server *srv);
+void offload_worker_free(struct rh_worker *w);
+void offload_cancel(struct rh_req *req);
+void offload_flush(void); /* wakes the pool threads this ring's burst of offloads needs */
+int offload_capture(struct rh_req *req, int status, const char *ctype, const void *body,
+                    size_t len);
+void offload_replay(struct rh_req *req);
+void metrics_render_pool(const rh_server *srv, char *buf, size_t *len, size_t cap);
+
+/* router.c */
+struct rh_route_node *router_new(void);
+void router_free(struct rh_route_node *root);
+int router_add(struct rh_route_node *root, const char *method, const char *pattern,
+               rh_handler_fn fn, void *udata, bool blocking);
+/* Finds the entry for method+path and fills req->params. NULL with *allowed filled ("GET,
+ * POST") and *status 405 when the path exists under other methods, or *status 404. */
+const struct rh_route_entry *router_match(const struct rh_route_node *root, struct rh_req *req,
+                                          int *status, char *allowed, size_t allowed_len);
 
 #endif

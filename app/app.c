@@ -6,7 +6,8 @@
 #include <mimalloc.h>
 #include <string.h>
 
-#include "server/app.h"
+#include "app/app.h"
+#include "http1/http1.h"
 
 static struct rh_app *app_get(rh_server *srv)
 {

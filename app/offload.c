@@ -10,8 +10,8 @@
 #include <string.h>
 
 #include "pool/pool.h"
-#include "server/internal.h"
-#include "server/app.h" /* the toolkit's hooks */
+#include "http1/http1.h"
+#include "app/app.h" /* the toolkit's hooks */
 
 struct offload {
     struct rh_task task; /* first: rh_pool_current_task() -> struct offload */

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "server/internal.h"
-#include "server/static.h"
+#include "http1/http1.h"
+#include "static/static.h"
 
 #ifndef RESOLVE_NO_MAGICLINKS /* liburing 2.3's compat header may predate these */
 #define RESOLVE_NO_XDEV 0x01

@@ -8,7 +8,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "server/internal.h"
+#include "http1/http1.h"
+#include "conn/conn.h"
 
 struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c)
 {
@@ -105,17 +106,6 @@ const char *req_input_keep(struct rh_conn *c)
         return parsed;
     }
     return r->base;
-}
-
-/* The connection fails with status: an error page if no answer has started. */
-int req_fail(struct rh_conn *c, int status)
-{
-    struct rh_req *r = c->req;
-    if (!r)
-        r = c->req = req_acquire(c->w, c);
-    if (r->flags & R_RESP_STARTED)
-        return -EALREADY;
-    return resp_error(r, status);
 }
 
 void req_end(struct rh_req *r)

@@ -8,7 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "server/internal.h"
+#include "conn/conn.h"
 
 /* An accept per listener slot not armed yet (listeners.c). A ring's own listener gets a
  * multishot accept. On a socket shared by every ring a multishot accept would stay first in

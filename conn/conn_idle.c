@@ -4,7 +4,7 @@
  * picking the oldest are O(1). The list may hold a connection that has since become busy:
  * the reclaim re-checks and drops such entries, and each entry is dropped at most once per
  * listing, so the walk is O(1) amortised. */
-#include "server/internal.h"
+#include "conn/conn.h"
 
 /* Between requests with nothing buffered, queued or in flight: closing it loses nothing. */
 bool conn_is_idle(const struct rh_conn *c)

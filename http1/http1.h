@@ -1,0 +1,70 @@
+/* http1/: HTTP/1.1 over a connection. The llhttp glue (parse.c), body framing
+ * (body.c), requests (request.c) and the response writer (response.c). Calls conn/ below;
+ * calls the app layer and observability up through srv->hooks (struct http_hooks). */
+#ifndef RH_HTTP1_HTTP1_H
+#define RH_HTTP1_HTTP1_H
+
+#include "core/internal.h"
+#include "conn/conn.h"
+
+/* parse.c */
+void parse_conn_init(struct rh_conn *c);
+int parse_execute(struct rh_conn *c); /* parses from c->in_off; see parse.c */
+int parse_error_status(struct rh_conn *c, int err);
+/* RFC 9110 tchar: the bytes of a token (a method, a field name). */
+static inline bool parse_is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/* body.c: reads the body of c->req from c->in_off (Content-Length or chunked). Returns 0
+ * (consumed what there was; *done when the body is complete) or an HTTP status. */
+void body_begin(struct rh_req *req);
+int body_read(struct rh_conn *c, bool *done);
+
+/* request.c */
+struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c);
+void req_end(struct rh_req *req); /* returns it to the pool; detaches from conn */
+void req_dispatch(struct rh_req *req);
+/* Every entry from the ring into user code for a request goes through enter/leave: it makes
+ * the request current (ctx) and defers its release until the outermost leave. */
+struct rh_ctx *req_enter(struct rh_req *req);
+void req_leave(struct rh_req *req, struct rh_ctx *prev);
+void req_complete(struct rh_req *req); /* answered in full */
+void mw_run_after(struct rh_req *req, int status); /* response.c, before the head */
+void mw_continue(struct rh_req *req);
+void req_detach_head(struct rh_req *req);
+/* The connection stops waiting for req (it closed, or the handler deadline passed): req
+ * keeps its head and lives on until it is answered (the answer is dropped); a streaming
+ * writer waiting for room is told -ECONNRESET; requests still not answered when the ring
+ * stops are released then. */
+void req_orphan(struct rh_req *req);
+void req_release_orphans(struct rh_worker *w); /* the ring has stopped */
+/* The handler deadline passed with req unanswered: 500, or 504 for pool work. */
+void req_deadline(struct rh_req *req);
+/* conn_proto hooks of HTTP/1 (request.c) */
+const char *req_input_keep(struct rh_conn *c);
+static inline const char *req_ptr(const struct rh_req *req, struct rh_slice s)
+{
+    return req->base + s.off;
+}
+
+/* response.c */
+int resp_error(struct rh_req *req, int status); /* a canned error page, Connection: close */
+int resp_fail(struct rh_conn *c, int status);  /* conn_proto.on_fail */
+int resp_error_keepalive(struct rh_req *req, int status); /* the same, connection kept */
+/* Streaming writers: req's writer may write again (queued output below RH_OUT_LOW, or the
+ * connection gone); resp_run_writable calls them, outside any handler (worker_flush). */
+void resp_writable_ready(struct rh_req *req);
+void resp_writable_cancel(struct rh_req *req); /* req ends: off the list */
+void resp_run_writable(struct rh_worker *w);
+void resp_write_raw(struct rh_conn *c, const char *data, size_t len);
+void worker_refresh_date(struct rh_worker *w);
+size_t rh_fmt_u64(char *out, uint64_t v);
+/* For static.c: header lines ("Name: value\r\n"...) the caller has validated, and a head
+ * with Content-Length body_len whose body the caller sends itself (then req_complete). */
+int resp_header_lines(struct rh_req *req, const char *lines, size_t len);
+int resp_head_only(struct rh_req *req, int status, const char *ctype, uint64_t body_len);
+
+#endif
