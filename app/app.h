@@ -1,4 +1,4 @@
-/* server/app.h: the application toolkit's private interface (app.c, params.c, cookie.c,
+/* app/app.h: the application toolkit's private interface (app.c, params.c, cookie.c,
  * json.c, testclient.c) and the few hooks the core calls into it.
  *
  * Owns: the error handler, the middleware scoped to path prefixes, lane start/stop hooks,

@@ -1,12 +1,11 @@
-/* server/: HTTP/1.1 on top of uring/.
+/* core/internal.h: the types the server's layers share (conn/, http1/, app/, static/,
+ * obs/, server/), the server's completion kinds, and the two tables through which a lower
+ * layer calls a higher one (struct conn_proto, struct http_hooks; filled by server/wire.c).
+ * Functions are declared in each folder's own header, not here.
  *
- * Owns: the server object and its ring threads (workers), listeners, connections (a slab per
- * worker, indexed by a small integer), the llhttp glue, requests (pooled per worker), the
- * router, and the response writer.
- *
- * The data path reads top to bottom: completion (conn.c) -> connection input (conn.c) ->
- * parser (parse.c) -> request (request.c) -> router and handler (router.c) -> response
- * (response.c) -> send (conn.c).
+ * The data path reads top to bottom: completion (conn/conn.c) -> connection input ->
+ * proto->on_input: parser (http1/parse.c) -> request (http1/request.c) -> hooks->match:
+ * router (app/router.c) and handler -> response (http1/response.c) -> send (conn/conn.c).
  *
  * Thread rules: a worker's connections and requests are touched only by that worker's
  * thread; a blocking handler's request is lent to one pool thread while it runs. Nothing
@@ -64,7 +63,7 @@ enum srv_op {
 #define RH_MAX_GROUPS 64
 
 struct rh_route_node;
-struct static_xfer;  /* server/static.c */
+struct static_xfer;  /* static/static.c */
 struct static_ring;
 struct static_mount;
 

@@ -1,4 +1,4 @@
-/* server/static: the static file server behind rh_static_route (internal header).
+/* static/: the static file server behind rh_static_route (internal header).
  *
  * Owns: the mounts (a directory fd per mount, read-only once the server starts), each ring's
  * open-file cache (bounded LRU of fd + statx, refcounted so an evicted entry's fd outlives the

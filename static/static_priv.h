@@ -1,4 +1,4 @@
-/* server/static's private header: what static.c (mounts, handler, the steps before the
+/* static/'s private header: what static.c (mounts, handler, the steps before the
  * body), static_cache.c (the per-ring open-file cache) and static_xfer.c (transfers and
  * the body pump) share. Everything here is touched only on the owning ring's thread. */
 #ifndef RH_SERVER_STATIC_PRIV_H

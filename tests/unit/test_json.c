@@ -1,4 +1,4 @@
-/* JSON bodies (server/json.c) on a real embedded server: 415 and 400 with a clear detail,
+/* JSON bodies (app/json.c) on a real embedded server: 415 and 400 with a clear detail,
  * documents answered compact as application/json; charset=utf-8, from the ring and from a
  * pool thread, small and large. Built only with RH_JSON. */
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* Percent-decoding and urlencoded lookups (server/params.c): pure functions. */
+/* Percent-decoding and urlencoded lookups (app/params.c): pure functions. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* server/static_cache.c: the open-file cache, without a ring: LRU order and eviction, references that
+/* static/static_cache.c: the open-file cache, without a ring: LRU order and eviction, references that
  * keep an evicted entry's fd open until the last transfer lets go, and the validator header
  * lines at their longest. The ring is "stopping", so fds are closed with close(2). */
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* The pure parts of the static file server (server/static_http.c): path decoding and
+/* The pure parts of the static file server (static/static_http.c): path decoding and
  * normalisation, Range, entity-tag lists, HTTP dates, MIME types, Location encoding. */
 #include <errno.h>
 #include <setjmp.h>
