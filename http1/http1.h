@@ -5,6 +5,7 @@
 #define RH_HTTP1_HTTP1_H
 
 #include "core/internal.h"
+#include "base/fmt.h"
 #include "conn/conn.h"
 
 /* parse.c */
@@ -61,7 +62,6 @@ void resp_writable_cancel(struct rh_req *req); /* req ends: off the list */
 void resp_run_writable(struct rh_worker *w);
 void resp_write_raw(struct rh_conn *c, const char *data, size_t len);
 void worker_refresh_date(struct rh_worker *w);
-size_t rh_fmt_u64(char *out, uint64_t v);
 /* For static.c: header lines ("Name: value\r\n"...) the caller has validated, and a head
  * with Content-Length body_len whose body the caller sends itself (then req_complete). */
 int resp_header_lines(struct rh_req *req, const char *lines, size_t len);
