@@ -51,8 +51,13 @@ bench: build
 fuzz: deps
 	@tests/fuzz/run build-fuzz $(FUZZ_SECONDS)
 
-install: build
-	@cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
+# Builds only the libraries and the binary (no tests, no benchmarks) in its own directory,
+# then installs them with the header, pkg-config and CMake files under PREFIX.
+install: deps
+	@cmake -S . -B build-install -DCMAKE_BUILD_TYPE=Release -DRH_TESTS=OFF -DRH_BENCH=OFF \
+	    $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build-install -j$(JOBS)
+	@cmake --install build-install $(if $(PREFIX),--prefix $(PREFIX))
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz build-install

@@ -1,6 +1,7 @@
 /* ringhttp: an io_uring HTTP/1.1 server, as a library.
  *
- * One ring per core, each on its own thread with its own SO_REUSEPORT listener. A request is
+ * One ring per core, each on its own thread with its own SO_REUSEPORT listener (or, with
+ * sockets handed over by systemd or an upgrade, every ring accepting from each). A request is
  * handled on the ring thread that accepted its connection; handlers must not block (hand
  * blocking work to the pool with rh_offload, or register the route with rh_route_blocking).
  *
@@ -8,10 +9,29 @@
  * are copied unless said otherwise; rh_str slices point into the request and stay valid until
  * the request ends (its response is sent or it is abandoned).
  *
- * Thread rules: rh_server_* set-up calls (rh_route, rh_use, ...) before rh_server_start, from
- * one thread. rh_server_stop from any thread or a signal handler. rh_req_* and rh_resp_* on
- * the request's ring thread (inside a handler, middleware or done callback), or on the pool
- * thread while it runs that request's blocking handler. */
+ * Threads. "Ring": the request's ring thread, inside a handler, a middleware's before or
+ * after, a done callback. "Work": a pool thread while it runs the request's work function
+ * or blocking handler; there the request is lent to that thread, and so it stays inside a
+ * function run by rh_call_on_ring (on the ring, while the pool thread waits).
+ *   rh_config_init, rh_status_reason ........ any thread
+ *   rh_server_new, rh_route*, rh_use*, rh_lane_declare, rh_static_route, rh_metrics_route,
+ *   rh_use_request_id, rh_ctx_key_new ........ set-up: before rh_server_start, one thread
+ *   rh_server_start, _run, _wait, _free ..... the thread that owns the server, never a
+ *                                              ring or pool thread (they wait for those)
+ *   rh_server_stop ........................... any thread, signal handlers
+ *   rh_server_reopen_logs, _port, _threads ... any thread (port, threads: after start)
+ *   rh_req_* (reading the request) ........... ring or work (rh_req_peer gives "-" in work)
+ *   rh_respond, rh_resp_header, rh_resp_started  ring or work; in work the answer is kept
+ *                                              and sent by the ring once the work returns
+ *   rh_resp_start, _write, _end .............. ring only: -ENOTSUP in work and in rh_call_on_ring
+ *   rh_offload, rh_offload_lane, rh_next, rh_static_serve  ring only, never from work
+ *   rh_offload_check, rh_call_on_ring ........ work only (0, and -EPERM, elsewhere)
+ *   rh_ctx_get, rh_ctx_set, rh_current_req, rh_request_id(NULL)  any thread: they act on the
+ *                                              calling thread's current request, if any
+ *   rh_req_ctx_get, rh_req_ctx_set ........... ring or work of that request
+ * A middleware whose before calls rh_offload (or _lane) and gets a negative value returns
+ * RH_MW_DONE: the request is answered already (503 with Retry-After, 500 for an unknown
+ * lane), its done callback never runs, and nothing may touch the request again. */
 #ifndef RINGHTTP_H
 #define RINGHTTP_H
 
@@ -22,6 +42,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The library is built with -fvisibility=hidden: what is declared here is its whole ABI. */
+#pragma GCC visibility push(default)
 
 #define RH_VERSION_STRING "0.1.0"
 
@@ -65,6 +88,15 @@ typedef struct rh_config {
                                  * wake-up (kernel 6.12+; 0: off, the default) */
     const char *access_log;     /* a file path, "-" for stdout, NULL or "off": none */
     bool quiet;                 /* no start-up line on stderr */
+    /* Deployment (see "drain, upgrade, socket activation" below). */
+    unsigned drain_grace_ms;    /* rh_server_stop: /healthz says 503 and responses carry
+                                 * Connection: close for this long while the server still
+                                 * accepts, then the drain; 0 (the default): drain at once */
+    const int *listen_fds;      /* listening sockets to serve instead of binding host:port
+                                 * (every ring accepts from each); NULL: bind our own */
+    unsigned listen_fds_count;  /* at most RH_MAX_LISTEN_FDS; the server owns them from
+                                 * rh_server_new (closes them when it stops accepting) */
+    const char *pid_file;       /* written once serving, removed at free if still ours */
 } rh_config;
 
 /* Fills cfg with the defaults above. */
@@ -84,14 +116,17 @@ typedef void (*rh_handler_fn)(rh_req *req, void *udata);
 int rh_route(rh_server *srv, const char *method, const char *pattern, rh_handler_fn fn,
              void *udata);
 
-/* Binds the listeners and starts the ring threads; returns once they serve. */
+/* Binds the listeners (or takes rh_config.listen_fds) and starts the ring threads; returns
+ * once they serve, after writing rh_config.pid_file. Started by rh_server_upgrade, it then
+ * tells its predecessor that it serves. */
 int rh_server_start(rh_server *srv);
 /* Waits until the server has stopped; returns 0 or the first ring's error. */
 int rh_server_wait(rh_server *srv);
 /* rh_server_start + rh_server_wait. */
 int rh_server_run(rh_server *srv);
-/* Asks every ring to stop: stop accepting, finish in-flight requests within the drain
- * timeout, close. Returns at once. Any thread; async-signal-safe. */
+/* Asks every ring to stop: after the grace (rh_config.drain_grace_ms, if any) stop
+ * accepting, finish in-flight requests within the drain timeout, close. Returns at once. Any
+ * thread; async-signal-safe. rh_server_shutdown(srv, RH_STOP_GRACEFUL). */
 void rh_server_stop(rh_server *srv);
 /* Reopens the access log file (after rotation; the binary does it on SIGHUP). Any thread. */
 int rh_server_reopen_logs(rh_server *srv);
@@ -99,6 +134,42 @@ int rh_server_reopen_logs(rh_server *srv);
 unsigned rh_server_threads(const rh_server *srv);
 /* The bound port (useful with port 0), valid after rh_server_start. */
 uint16_t rh_server_port(const rh_server *srv);
+
+/* ---- drain, upgrade, socket activation ----
+ * A balancer-friendly stop: with drain_grace_ms, rh_server_stop first starts the grace
+ * (health routes answer 503 at once, responses carry Connection: close, listeners still
+ * accept), then the drain of rh_server_stop. rh_server_shutdown picks how; a later call may
+ * only make a running stop faster (GRACEFUL -> DRAIN). Any thread; async-signal-safe. */
+typedef enum rh_stop_how {
+    RH_STOP_GRACEFUL = 1, /* grace (drain_grace_ms), then drain: what rh_server_stop does */
+    RH_STOP_DRAIN,        /* skip the grace: stop accepting and drain now */
+    RH_STOP_HANDOFF,      /* a successor serves the same sockets: stop accepting now, keep
+                           * health at 200, Connection: close for the grace, then drain */
+} rh_stop_how;
+void rh_server_shutdown(rh_server *srv, rh_stop_how how);
+/* true once a GRACEFUL or DRAIN stop began: what a health check should report as 503. */
+bool rh_server_draining(const rh_server *srv);
+/* GET path (NULL: "/healthz"): 200 "ok" while serving, 503 "draining" once stopping. */
+int rh_health_route(rh_server *srv, const char *path);
+
+#define RH_MAX_LISTEN_FDS 32
+/* Socket activation (the sd_listen_fds protocol, by hand): if LISTEN_PID is this process,
+ * takes the LISTEN_FDS sockets from fd 3 on (they must be listening stream sockets; they get
+ * FD_CLOEXEC), clears the variables and returns how many (0 if none were passed); put them
+ * in rh_config.listen_fds. -EINVAL for a malformed or non-listening set, -E2BIG past cap. */
+int rh_listen_fds_from_env(int *fds, unsigned cap);
+/* The server's listening sockets (its own, or those it was given), to pass on: fills at
+ * most cap and returns how many there are. Valid while running and not stopping. */
+int rh_server_listen_fds(const rh_server *srv, int *fds, unsigned cap);
+/* Zero-downtime upgrade (nginx's SIGUSR2): starts path with argv (and this environment)
+ * inheriting the listening sockets as LISTEN_FDS, and waits up to timeout_ms until it
+ * serves: a ringhttp server started on rh_listen_fds_from_env's sockets reports that from
+ * rh_server_start (after writing its pid file). Returns the new process's pid; the caller
+ * then stops this server with RH_STOP_HANDOFF. On failure (-errno: more sockets than
+ * RH_MAX_LISTEN_FDS (-E2BIG), the exec failed, it exited, or the timeout passed and it was
+ * killed) this server is untouched and serving. */
+int rh_server_upgrade(rh_server *srv, const char *path, char *const argv[],
+                      unsigned timeout_ms);
 
 /* ---- the request ---- */
 rh_str rh_req_method(const rh_req *req); /* "GET" */
@@ -279,6 +350,8 @@ int rh_static_serve(rh_req *req, const char *prefix);
 
 /* The reason phrase for a status code ("Not Found"), or "Unknown". */
 const char *rh_status_reason(int status);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -675,13 +675,24 @@ void conn_finish_close(struct rh_conn *c)
 
 /* ---- accept ---- */
 
+/* An accept per listener slot not armed yet (listeners.c). A ring's own listener gets a
+ * multishot accept. On a socket shared by every ring a multishot accept would stay first in
+ * the socket's wait queue and take every connection: a single-shot one re-queues behind
+ * the other rings' after each connection, so they take turns. */
 void conn_arm_accept(struct rh_worker *w)
 {
-    struct io_uring_sqe *sqe = rh_loop_sqe(&w->loop);
-    io_uring_prep_multishot_accept(sqe, w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_ACCEPT, 0, 0));
-    w->loop.inflight++;
-    w->accept_armed = true;
+    for (unsigned i = 0; i < w->naccept && !w->accept_stopped; i++) {
+        if (w->accept_armed & (1u << i))
+            continue;
+        struct io_uring_sqe *sqe = rh_loop_sqe(&w->loop);
+        if (w->srv->nlisten)
+            io_uring_prep_accept(sqe, w->accept_fds[i], NULL, NULL, SOCK_CLOEXEC);
+        else
+            io_uring_prep_multishot_accept(sqe, w->accept_fds[i], NULL, NULL, SOCK_CLOEXEC);
+        io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_ACCEPT, i, 0));
+        w->loop.inflight++;
+        w->accept_armed |= 1u << i;
+    }
 }
 
 static void accept_retry(struct rh_timer *t);
@@ -689,17 +700,21 @@ static void accept_retry(struct rh_timer *t);
 static void on_accept(struct rh_loop *loop, const struct io_uring_cqe *cqe)
 {
     struct rh_worker *w = loop_worker(loop);
+    uint32_t slot = 1u << rh_ud_idx(cqe->user_data);
+    w->accept_seen |= slot; /* the slot's wake-ups arrive (listeners.c) */
     if (!(cqe->flags & IORING_CQE_F_MORE)) {
         rh_loop_op_done(loop);
-        w->accept_armed = false;
+        w->accept_armed &= ~slot;
     }
     if (cqe->res >= 0) {
-        if (w->draining || w->free_top == 0)
-            close(cqe->res); /* over the connection limit: refuse rather than fail later */
+        /* Accepted before the accept's cancel landed: served even while draining (with
+         * Connection: close), since a successor sharing the socket cannot take it over. */
+        if (w->free_top == 0 || loop->finishing)
+            close(cqe->res); /* over the connection limit (or the ring's end): refuse */
         else
             conn_open(w, cqe->res);
     }
-    if (w->accept_armed || w->draining || w->listen_fd < 0)
+    if ((w->accept_armed & slot) || w->accept_stopped || w->naccept == 0)
         return;
     if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOMEM ||
         cqe->res == -ENOBUFS) {
@@ -718,8 +733,7 @@ static void on_accept(struct rh_loop *loop, const struct io_uring_cqe *cqe)
 static void accept_retry(struct rh_timer *t)
 {
     struct rh_worker *w = (struct rh_worker *)((char *)t - offsetof(struct rh_worker, accept_timer));
-    if (!w->accept_armed && !w->draining && w->listen_fd >= 0)
-        conn_arm_accept(w);
+    conn_arm_accept(w); /* the slots not armed, unless accepting stopped */
 }
 
 void conn_register_ops(struct rh_loop *loop)
@@ -765,7 +779,9 @@ void worker_close_all(struct rh_worker *w, bool idle_only)
         struct rh_conn *c = &w->conns[i];
         if (!conn_live(c) || (c->flags & C_CLOSING))
             continue;
-        bool idle = c->phase == PH_IDLE && !c->req && c->in_off == c->in_len &&
+        /* A connection yet to send its first request is not idle: it was just accepted
+         * (its bytes are on the way, TCP_DEFER_ACCEPT) and closing it would reset them. */
+        bool idle = c->requests > 0 && c->phase == PH_IDLE && !c->req && c->in_off == c->in_len &&
                     !(c->flags & C_SEND_INFLIGHT) && c->pbuf.len == 0;
         if (!idle_only || idle)
             conn_close(c);

@@ -106,11 +106,6 @@ static void on_stream(rh_req *req, void *udata)
         stream_more(req, 0, (void *)(uintptr_t)bytes);
 }
 
-static void on_healthz(rh_req *req, void *udata)
-{
-    RESPOND_LIT(req, 200, "text/plain", "ok\n");
-}
-
 /* /blocking?ms=N: sleeps on a pool thread in 5 ms steps, checking its deadline so a
  * --pool-timeout overrun stops it (the ring then answers 504). With cooperate=0 it sleeps
  * without checking, like a driver call that cannot be interrupted. */
@@ -218,7 +213,7 @@ int demo_routes_add(rh_server *srv, bool with_index)
     ret = ret ? ret : rh_route(srv, "GET", "/json", on_json, NULL);
     ret = ret ? ret : rh_route(srv, "POST", "/echo", on_echo, NULL);
     ret = ret ? ret : rh_route(srv, "PUT", "/echo", on_echo, NULL);
-    ret = ret ? ret : rh_route(srv, "GET", "/healthz", on_healthz, NULL);
+    ret = ret ? ret : rh_health_route(srv, "/healthz"); /* 503 once stopping */
     ret = ret ? ret : rh_route(srv, "GET", "/never", on_never, NULL);
     ret = ret ? ret : rh_route(srv, "GET", "/stream", on_stream, NULL);
     for (size_t i = 0; i < sizeof(stream_chunk); i++)

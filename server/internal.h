@@ -237,7 +237,17 @@ struct rh_worker {
     pthread_t thread;
     int listen_fd;
     int error; /* why the thread ended, -errno */
-    bool accept_armed;
+    /* listeners.c: the sockets this ring accepts from (&listen_fd, or the server's shared
+     * ones), one multishot accept each (user_data idx = slot); accept_stopped ends them. */
+    const int *accept_fds;
+    unsigned naccept;
+    uint32_t accept_armed; /* a bit per slot */
+    uint32_t accept_seen;  /* slots with a completion since the last nudge */
+    struct rh_timer accept_nudge;
+    bool accept_stopped;
+    bool grace; /* drain.c: stopping after a grace; responses carry Connection: close */
+    uint64_t grace_deadline_ms;
+    struct rh_timer grace_timer;
     struct rh_timer accept_timer; /* back-off after EMFILE and friends */
     uint64_t accept_warned_ms;
     bool draining;
@@ -294,6 +304,14 @@ struct rh_server {
     int log_fd; /* the access log, -1: off; each worker writes through its own dup */
     char *log_path;
     struct static_mount *static_mounts; /* static.c: rh_static_route's mounts */
+    /* listeners.c: sockets shared by every ring (inherited: LISTEN_FDS or rh_config), closed
+     * by the last ring to stop accepting (listen_holders counts the others down). */
+    int listen_fds[RH_MAX_LISTEN_FDS];
+    unsigned nlisten;
+    atomic_uint listen_holders;
+    atomic_bool listen_closed;
+    atomic_int stop_how; /* drain.c: 0, or the rh_stop_how of rh_server_shutdown */
+    int ready_fd; /* upgrade.c: the predecessor's pipe, written once serving; -1: none */
 };
 
 /* A slot in use. Slots never used are all zero (their pages untouched), freed ones have
@@ -405,6 +423,23 @@ void metrics_render_pool(const rh_server *srv, char *buf, size_t *len, size_t ca
 
 /* metrics.c */
 void stats_count_response(struct rh_req *req, int status);
+
+/* listeners.c */
+int listeners_open(rh_server *srv);           /* own or shared; sets bound_port */
+void listeners_worker_init(struct rh_worker *w);
+void listeners_worker_stop(struct rh_worker *w); /* cancel the accepts, let go of the fds */
+void listeners_close(rh_server *srv);          /* whatever is still open */
+
+/* drain.c */
+/* In the loop once a stop is requested: starts the grace on the first call; true once the
+ * drain should begin (no grace, the grace is over, or the stop was made faster). */
+bool drain_grace_over(struct rh_worker *w);
+
+/* upgrade.c */
+int pid_file_write(rh_server *srv);
+void pid_file_remove(rh_server *srv);
+int upgrade_take_ready_fd(const rh_config *cfg); /* from the environment, or -1 */
+void upgrade_notify_ready(rh_server *srv); /* tell the predecessor we serve */
 
 /* access_log.c */
 int access_log_open(rh_server *srv);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "include/ringhttp.h"
 #include "server/demo.h"
@@ -29,6 +30,9 @@ static void usage(FILE *out)
             "  --write-timeout MS   stalled send (default 30000)\n"
             "  --handler-timeout MS unanswered request: 500, 504 on the pool (60000; 0: none)\n"
             "  --drain-timeout MS   graceful stop (default 10000)\n"
+            "  --drain-grace MS     on SIGTERM, /healthz 503 while still serving this long\n"
+            "                       first, with Connection: close (default 2000; 0: none)\n"
+            "  --pid-file FILE      write the pid here once serving (SIGUSR2 upgrades)\n"
             "  --recv-buffers N     provided recv buffers per ring, a power of two (1024)\n"
             "  --recv-buffer-size B bytes each (default 4096)\n"
             "  --batch-wait-us N    gather completions up to N us per wake-up (default 0)\n"
@@ -50,7 +54,7 @@ enum {
     OPT_QUIET, OPT_HELP, OPT_VERSION, OPT_ACCESS_LOG, OPT_REQUEST_ID, OPT_NO_REQUEST_ID,
     OPT_POOL_THREADS, OPT_POOL_QUEUE, OPT_POOL_TIMEOUT, OPT_NOOP_MW, OPT_RECV_BUFS,
     OPT_RECV_BUF_SIZE, OPT_BATCH_WAIT, OPT_NO_DEFER, OPT_CACHE_CONTROL, OPT_SPLICE_MIN,
-    OPT_HANDLER_TO,
+    OPT_HANDLER_TO, OPT_DRAIN_GRACE, OPT_PID_FILE,
 };
 
 static const struct option options[] = {
@@ -69,6 +73,8 @@ static const struct option options[] = {
     {"write-timeout", required_argument, 0, OPT_WRITE_TO},
     {"handler-timeout", required_argument, 0, OPT_HANDLER_TO},
     {"drain-timeout", required_argument, 0, OPT_DRAIN_TO},
+    {"drain-grace", required_argument, 0, OPT_DRAIN_GRACE},
+    {"pid-file", required_argument, 0, OPT_PID_FILE},
     {"quiet", no_argument, 0, OPT_QUIET},
     {"pool-threads", required_argument, 0, OPT_POOL_THREADS},
     {"noop-middleware", required_argument, 0, OPT_NOOP_MW},
@@ -116,6 +122,7 @@ static int apply_option(struct cli *cli, int opt, const char *arg)
     case OPT_QUIET: c->quiet = true; return 0;
     case OPT_NO_DEFER: c->no_defer_accept = true; return 0;
     case OPT_ACCESS_LOG: c->access_log = arg; return 0;
+    case OPT_PID_FILE: c->pid_file = arg; return 0;
     case OPT_REQUEST_ID: cli->no_request_id = false; return 0;
     case OPT_NO_REQUEST_ID: cli->no_request_id = true; return 0;
     default: break;
@@ -137,6 +144,7 @@ static int apply_option(struct cli *cli, int opt, const char *arg)
     case OPT_WRITE_TO: c->write_timeout_ms = (unsigned)v; break;
     case OPT_HANDLER_TO: c->handler_timeout_ms = (unsigned)v; break;
     case OPT_DRAIN_TO: c->drain_timeout_ms = (unsigned)v; break;
+    case OPT_DRAIN_GRACE: c->drain_grace_ms = (unsigned)v; break;
     case OPT_POOL_THREADS: c->pool_threads = (unsigned)v; break;
     case OPT_POOL_QUEUE: c->pool_queue = (unsigned)v; break;
     case OPT_POOL_TIMEOUT: c->pool_timeout_ms = (unsigned)v; break;
@@ -223,13 +231,59 @@ static void explain_start_error(int err)
         fprintf(stderr, "ringhttp: the port is taken; choose another with --port\n");
 }
 
+/* ---- deployment: socket activation and the SIGUSR2 upgrade ---- */
+
+struct deploy {
+    char **argv;           /* for the successor: the same arguments */
+    char self[4096];       /* this binary's path at start: a replaced file is the new one */
+    int fds[RH_MAX_LISTEN_FDS];
+};
+
+/* Adopts LISTEN_FDS sockets (systemd, or a predecessor's upgrade) and notes our path. */
+static int deploy_init(struct deploy *d, rh_config *cfg)
+{
+    ssize_t n = readlink("/proc/self/exe", d->self, sizeof(d->self) - 1);
+    d->self[n > 0 ? n : 0] = 0;
+    int nfds = rh_listen_fds_from_env(d->fds, RH_MAX_LISTEN_FDS);
+    if (nfds < 0) {
+        fprintf(stderr, "ringhttp: bad LISTEN_FDS sockets: %s\n", strerror(-nfds));
+        return nfds;
+    }
+    if (nfds > 0) {
+        cfg->listen_fds = d->fds;
+        cfg->listen_fds_count = (unsigned)nfds;
+        if (!cfg->quiet)
+            fprintf(stderr, "ringhttp: serving %d inherited socket%s (LISTEN_FDS); --host and "
+                            "--port are not used\n", nfds, nfds == 1 ? "" : "s");
+    }
+    return 0;
+}
+
+/* SIGUSR2: a fresh copy of the binary takes over the sockets; 0 once it serves. */
+static int deploy_upgrade(struct deploy *d, rh_server *srv, bool quiet)
+{
+    int pid = d->self[0] ? rh_server_upgrade(srv, d->self, d->argv, 30000) : -ENOENT;
+    if (pid < 0) {
+        fprintf(stderr, "ringhttp: upgrade failed (%s); still serving\n", strerror(-pid));
+        return pid;
+    }
+    if (!quiet)
+        fprintf(stderr, "ringhttp: upgraded: pid %d serves now; this one drains and exits\n",
+                pid);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct cli cli = {0};
     rh_config_init(&cli.cfg);
+    cli.cfg.drain_grace_ms = 2000; /* the binary runs behind balancers; the library: 0 */
     int parsed = parse_args(argc, argv, &cli);
     if (parsed)
         return parsed > 0 ? 0 : 2;
+    struct deploy dep = {.argv = argv}; /* getopt left argv in order: no operands */
+    if (deploy_init(&dep, &cli.cfg) < 0)
+        return 2;
 
     /* Signals go to this thread only (sigwait below); ring threads inherit the mask. */
     sigset_t sigs;
@@ -237,6 +291,7 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -271,13 +326,20 @@ int main(int argc, char **argv)
     int sig = 0;
     for (;;) {
         sigwait(&sigs, &sig);
+        if (sig == SIGUSR2 && deploy_upgrade(&dep, srv, cli.cfg.quiet) == 0)
+            break; /* the successor serves: hand over */
+        if (sig == SIGUSR2)
+            continue;
         if (sig != SIGHUP)
             break;
         int err = rh_server_reopen_logs(srv);
         if (err < 0)
             fprintf(stderr, "ringhttp: cannot reopen the access log: %s\n", strerror(-err));
     }
-    rh_server_stop(srv);
+    /* SIGTERM: the grace a balancer follows; SIGINT (a terminal's Ctrl-C): drain now. */
+    rh_server_shutdown(srv, sig == SIGUSR2  ? RH_STOP_HANDOFF
+                            : sig == SIGINT ? RH_STOP_DRAIN
+                                            : RH_STOP_GRACEFUL);
     ret = rh_server_wait(srv);
     rh_server_free(srv);
     demo_cleanup();

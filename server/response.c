@@ -164,6 +164,7 @@ static bool resp_closes(const struct rh_req *r)
 {
     const struct rh_conn *c = r->conn;
     return !(r->flags & R_KEEP_ALIVE) || (c->flags & C_PEER_EOF) || r->w->draining ||
+           r->w->grace || /* stopping: retire kept-alive connections (drain.c) */
            (r->flags & R_RESP_CLOSE_DELIMITED);
 }
 

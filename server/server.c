@@ -1,5 +1,5 @@
-/* The server object: configuration, listeners (opened in worker order on the caller's
- * thread so an ephemeral port is shared), the ring threads, and start/stop/wait. */
+/* The server object: configuration, the ring threads, and start/stop/wait. The listeners
+ * are in listeners.c, the stop's grace in drain.c, the pid file and upgrade in upgrade.c. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <mimalloc.h>
@@ -46,6 +46,8 @@ static int check_config(rh_config *cfg)
     if (cfg->max_header_size + cfg->recv_buffer_size > RH_IN_BLOCK ||
         cfg->max_uri > cfg->max_header_size)
         return -EINVAL;
+    if (cfg->listen_fds_count > RH_MAX_LISTEN_FDS || (cfg->listen_fds_count && !cfg->listen_fds))
+        return -EINVAL;
     if (cfg->recv_buffers == 0 || (cfg->recv_buffers & (cfg->recv_buffers - 1)) ||
         cfg->recv_buffers > 32768 || cfg->max_conns == 0 || cfg->ring_entries == 0)
         return -EINVAL;
@@ -65,6 +67,12 @@ int rh_server_new(const rh_config *cfg, rh_server **out)
     }
     srv->cfg.host = mi_strdup(cfg->host ? cfg->host : "127.0.0.1");
     srv->log_path = cfg->access_log ? mi_strdup(cfg->access_log) : NULL;
+    srv->cfg.pid_file = cfg->pid_file ? mi_strdup(cfg->pid_file) : NULL;
+    srv->cfg.listen_fds = srv->listen_fds; /* copied, and ours from here on (listeners.c) */
+    srv->nlisten = srv->cfg.listen_fds_count;
+    if (srv->nlisten)
+        memcpy(srv->listen_fds, cfg->listen_fds, sizeof(int) * srv->nlisten);
+    srv->ready_fd = upgrade_take_ready_fd(&srv->cfg);
     srv->log_fd = -1;
     srv->routes = router_new();
     pthread_mutex_init(&srv->start_lock, NULL);
@@ -79,52 +87,6 @@ int rh_route(rh_server *srv, const char *method, const char *pattern, rh_handler
     if (srv->threads_live)
         return -EBUSY;
     return router_add(srv->routes, method, pattern, fn, udata, false);
-}
-
-/* ---- listeners ---- */
-
-static int open_listener(const rh_config *cfg, uint16_t port)
-{
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *res;
-    char portstr[8];
-    snprintf(portstr, sizeof(portstr), "%u", port);
-    if (getaddrinfo(cfg->host, portstr, &hints, &res) != 0)
-        return -EADDRNOTAVAIL;
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int ret = fd < 0 ? -errno : 0;
-    int one = 1;
-    if (ret == 0) {
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* inherited by accept */
-        /* Accept once the request's first bytes are in: the recv armed on the new
-         * connection then completes at once instead of costing another wake-up. A client
-         * that connects and says nothing is still accepted after a few seconds. */
-        int defer_s = 1;
-        if (!cfg->no_defer_accept)
-            setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s));
-        if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 4096) < 0)
-            ret = -errno;
-    }
-    freeaddrinfo(res);
-    if (ret < 0) {
-        if (fd >= 0)
-            close(fd);
-        return ret;
-    }
-    return fd;
-}
-
-static uint16_t bound_port(int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
-        return 0;
-    return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                          : ((struct sockaddr_in *)&ss)->sin_port);
 }
 
 /* ---- workers ---- */
@@ -190,17 +152,7 @@ static void begin_drain(struct rh_worker *w)
 {
     w->draining = true;
     w->drain_deadline_ms = w->loop.now_ms + w->srv->cfg.drain_timeout_ms;
-    if (w->listen_fd >= 0) { /* stop accepting: the other listeners take no more either */
-        struct io_uring_sqe *sqe = rh_loop_sqe(&w->loop);
-        io_uring_prep_cancel64(sqe, rh_ud_make(RH_OP_ACCEPT, 0, 0), 0);
-        io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_IGNORE, 0, 0));
-        w->loop.inflight++;
-        /* Closed now, not at exit: new clients are refused at once (and may retry
-         * elsewhere) instead of waiting in the backlog to be reset when the ring ends.
-         * The accept op holds its own reference until the cancel lands. */
-        close(w->listen_fd);
-        w->listen_fd = -1;
-    }
+    listeners_worker_stop(w); /* stop accepting (listeners.c) */
     worker_close_all(w, true);
 }
 
@@ -209,11 +161,13 @@ static void worker_loop(struct rh_worker *w)
     for (;;) {
         if (rh_loop_run_once(&w->loop) < 0)
             break;
-        if (rh_loop_stop_requested(&w->loop) && !w->draining)
-            begin_drain(w);
+        if (rh_loop_stop_requested(&w->loop) && !w->draining && drain_grace_over(w))
+            begin_drain(w); /* after the grace, if any (drain.c) */
         if (w->draining) {
             worker_close_all(w, true); /* connections that became idle since */
-            if (w->open_conns == 0 || w->loop.now_ms >= w->drain_deadline_ms)
+            /* accept_armed: an accept's cancel still out may yet bring a connection */
+            if ((w->open_conns == 0 && !w->accept_armed) ||
+                w->loop.now_ms >= w->drain_deadline_ms)
                 break;
             if (!w->loop.timer_armed && !w->loop.wheel.count) /* wake to check the deadline */
                 rh_loop_timer_arm(&w->loop, &w->accept_timer, RH_WHEEL_TICK_MS);
@@ -256,6 +210,7 @@ static void *worker_main(void *arg)
     access_log_worker_start(w);
     w->accept_timer.fn = noop_timer;
     worker_refresh_date(w);
+    listeners_worker_init(w);
     conn_arm_accept(w);
     signal_started(w, 0);
     worker_loop(w);
@@ -265,30 +220,6 @@ static void *worker_main(void *arg)
         close(w->listen_fd);
     w->listen_fd = -1;
     return NULL;
-}
-
-static int open_listeners(rh_server *srv)
-{
-    uint16_t port = srv->cfg.port;
-    for (unsigned i = 0; i < srv->nworkers; i++) {
-        int fd = open_listener(&srv->cfg, port);
-        if (fd < 0)
-            return fd;
-        srv->workers[i].listen_fd = fd;
-        if (i == 0)
-            port = bound_port(fd); /* the others share the first one's (maybe ephemeral) port */
-    }
-    srv->bound_port = port;
-    return 0;
-}
-
-static void close_listeners(rh_server *srv)
-{
-    for (unsigned i = 0; i < srv->nworkers; i++)
-        if (srv->workers[i].listen_fd >= 0) {
-            close(srv->workers[i].listen_fd);
-            srv->workers[i].listen_fd = -1;
-        }
 }
 
 static int first_worker_error(rh_server *srv)
@@ -336,24 +267,22 @@ int rh_server_start(rh_server *srv)
     if (ret == 0)
         ret = offload_start(srv);
     if (ret == 0)
-        ret = open_listeners(srv);
+        ret = listeners_open(srv);
     if (ret == 0)
         ret = spawn_workers(srv);
+    if (ret == 0)
+        ret = pid_file_write(srv);
     if (ret < 0) {
-        rh_server_stop(srv);
+        rh_server_shutdown(srv, RH_STOP_DRAIN);
         rh_server_wait(srv);
-        close_listeners(srv);
+        listeners_close(srv);
+        return ret;
     }
-    return ret;
+    upgrade_notify_ready(srv); /* a predecessor waiting to hand over may go now */
+    return 0;
 }
 
-void rh_server_stop(rh_server *srv)
-{
-    atomic_store(&srv->stopping, true);
-    for (unsigned i = 0; srv->workers && i < srv->nworkers; i++)
-        if (srv->workers[i].thread && !srv->workers[i].error)
-            rh_loop_request_stop(&srv->workers[i].loop);
-}
+void rh_server_stop(rh_server *srv) { rh_server_shutdown(srv, RH_STOP_GRACEFUL); }
 
 int rh_server_wait(rh_server *srv)
 {
@@ -392,14 +321,18 @@ void rh_server_free(rh_server *srv)
     }
     offload_free(srv);
     static_free(srv); /* the mounts' directory fds (static.c) */
-    close_listeners(srv);
+    listeners_close(srv);
+    pid_file_remove(srv);
     mi_free(srv->workers);
     router_free(srv->routes);
     pthread_cond_destroy(&srv->start_cond);
     pthread_mutex_destroy(&srv->start_lock);
     mi_free((char *)srv->cfg.host);
+    mi_free((char *)srv->cfg.pid_file);
     if (srv->log_fd >= 0)
         close(srv->log_fd);
+    if (srv->ready_fd >= 0)
+        close(srv->ready_fd); /* never served: the predecessor sees EOF and goes on */
     mi_free(srv->log_path);
     mi_free(srv);
 }

@@ -16,7 +16,7 @@ from .procs import Tracker
 BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(BENCH_DIR)
 MICRO = [  # (binary in <build>/bench, pin to the server CPUs? else any usable CPU)
-    ("parse_throughput", True), ("ctx_getset", True), ("timer_wheel", True),
+    ("parse_throughput", True), ("ctx_getset", True), ("timer_wheel", True), ("alloc", True),
     ("pool_roundtrip", False),  # a loop thread and pool threads: both CPUs
 ]
 ALL_SERVERS = "ringhttp,nginx,h2o,lighttpd"

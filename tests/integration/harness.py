@@ -124,11 +124,12 @@ class Server:
 
     started = []  # every Server started, for the runner's crash check
 
-    def __init__(self, *extra, threads=2, drain_timeout_ms=2000):
+    def __init__(self, *extra, threads=2, drain_timeout_ms=2000, drain_grace_ms=0):
         self.reported = False
         self.extra = list(extra)
         self.threads = threads
         self.drain_timeout_ms = drain_timeout_ms
+        self.drain_grace_ms = drain_grace_ms  # 0: SIGTERM drains at once (test_deploy tests the grace)
         self.proc = None
         self.port = None
         self.stderr = None
@@ -139,6 +140,8 @@ class Server:
             cmd += ["--threads", str(self.threads)]
         if self.drain_timeout_ms is not None:
             cmd += ["--drain-timeout", str(self.drain_timeout_ms)]
+        if self.drain_grace_ms is not None:
+            cmd += ["--drain-grace", str(self.drain_grace_ms)]
         cmd += self.extra
         self.cmd = cmd
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
