@@ -5,7 +5,7 @@
  * op on a socket carrying that socket's connection (slot and generation: an op meant for a
  * closed connection must not land on the fd's next owner), nothing submitted on a closed fd
  * or sent after shutdown(SHUT_WR), the fd closed only once no send reads our memory and its
- * recv is cancelled, every provided buffer recycled exactly once (and not read after). */
+ * recv is cancelled or ended by a close's shutdown(SHUT_RD), every provided buffer recycled exactly once (and not read after). */
 #include <errno.h>
 #include <sanitizer/asan_interface.h>
 #include <string.h>
@@ -14,6 +14,7 @@
 #include "tests/fuzz/fuzz.h"
 
 static struct world *loop_world(struct rh_loop *loop) { return world_of(loop->owner); }
+static void post(struct fz_ring *k, uint64_t ud, int32_t res, uint32_t flags, int sock);
 
 struct fz_sock *sock_by_fd(struct world *W, int fd)
 {
@@ -72,6 +73,19 @@ int __wrap_shutdown(int fd, int how)
     FZ_CHECK(s && s->bound, "shutdown of fd %d: no connection's socket", fd);
     struct rh_conn *c = conn_of_sock(W, s);
     FZ_CHECK(c, "shutdown of fd %d: its connection is gone", fd);
+    if (how == SHUT_RD || how == SHUT_RDWR) { /* a close: wakes the socket's ops, they end */
+        FZ_CHECK(c->flags & C_CLOSING, "shutdown(%d) of a connection not closing", how);
+        if (s->recv_armed) {
+            post(&W->k, s->recv_ud, 0, 0, (int)(s - W->k.socks));
+            s->recv_armed = false;
+        }
+        if (how == SHUT_RDWR && s->send_armed) {
+            post(&W->k, s->send_ud, -EPIPE, 0, (int)(s - W->k.socks));
+            s->send_armed = false;
+        }
+        s->close_shut = true;
+        return 0;
+    }
     FZ_CHECK(how == SHUT_WR, "shutdown how=%d", how);
     FZ_CHECK(!s->send_armed, "shutdown(SHUT_WR) with a send in flight");
     FZ_CHECK(!c->req, "write side shut while a request is still being answered");
@@ -122,8 +136,6 @@ void ring_fini(struct world *W)
     free(k->bufs);
     k->bufs = NULL;
 }
-
-static void post(struct fz_ring *k, uint64_t ud, int32_t res, uint32_t flags, int sock);
 
 /* The listener's multishot accept yields one connection and ends (the loop counted it in
  * flight while armed). The fd is the lowest one free, as the kernel picks it: a closed
@@ -252,12 +264,22 @@ static int submit_one(struct world *W, const struct io_uring_sqe *sqe)
         FZ_CHECK((sqe->ioprio & IORING_RECV_MULTISHOT) && (sqe->flags & IOSQE_BUFFER_SELECT),
                  "recv is not multishot from the buffer ring");
         FZ_CHECK(!s->recv_armed, "a second multishot recv armed on one socket");
+        if (s->close_shut) { /* read side shut by the close: recvmsg says 0 at once */
+            post(k, sqe->user_data, 0, 0, sock_index(W, s));
+            return 0;
+        }
         s->recv_armed = true;
         s->recv_ud = sqe->user_data;
         return 0;
     case IORING_OP_SEND:
         s = op_sock(W, sqe, "send");
         FZ_CHECK(!s->wr_shut, "send after shutdown(SHUT_WR): the peer never gets it");
+        if (s->close_shut) { /* queued before the close's shutdown: fails at once */
+            const struct rh_conn *c = &W->conns[s->idx];
+            FZ_CHECK(c->gen != s->gen || (c->flags & C_CLOSING), "send after a close's shutdown");
+            post(k, sqe->user_data, -EPIPE, 0, sock_index(W, s));
+            return 0;
+        }
         FZ_CHECK(!s->send_armed, "two sends in flight on one socket");
         FZ_CHECK(sqe->len > 0, "empty send");
         s->send_armed = true;
@@ -311,6 +333,14 @@ unsigned ring_pending(const struct world *W, uint8_t opcode, int fd)
     unsigned n = 0;
     for (unsigned i = 0; i < W->k.nsqes; i++)
         n += W->k.sqes[i].opcode == opcode && W->k.sqes[i].fd == fd;
+    return n;
+}
+
+unsigned ring_finals_posted(const struct world *W)
+{
+    unsigned n = 0;
+    for (unsigned i = W->k.cq_head; i != W->k.cq_tail; i++)
+        n += !(W->k.cqes[i % FZ_MAX_CQES].flags & IORING_CQE_F_MORE);
     return n;
 }
 

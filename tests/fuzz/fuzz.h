@@ -111,6 +111,7 @@ struct fz_sock {
     bool bound;          /* accepted into a slot: idx and gen are the server's conn */
     bool refused;        /* the server closed it at accept (no free slot, draining) */
     bool wr_shut, stalled;
+    bool close_shut;     /* shutdown(SHUT_RD or SHUT_RDWR) by a close: later ops end at once */
     bool recv_armed, send_armed;
     bool eof_pending, rst_pending; /* delivered on the next armed recv */
     bool ended;          /* the client sent its EOF or reset (or was told to) */
@@ -176,6 +177,9 @@ void ring_complete_send(struct world *W, struct fz_sock *s, uint32_t max);
 void ring_complete_sends(struct world *W, bool stalled_too); /* every socket's, in full */
 void ring_fail_send(struct world *W, struct fz_sock *s, int err); /* the peer reset */
 unsigned ring_pending(const struct world *W, uint8_t opcode, int fd);
+/* Final completions posted but not dispatched yet (a close's shutdown from a timer posts
+ * its recv's end after the iteration's dispatch: the next one takes it). */
+unsigned ring_finals_posted(const struct world *W);
 unsigned ring_bufs_lent(const struct world *W);
 struct fz_sock *sock_by_fd(struct world *W, int fd); /* the open socket, or NULL */
 /* The socket a live connection is on (checked: the slot and generation match). */

@@ -190,8 +190,9 @@ static void sockets_sane(struct world *W)
         FZ_CHECK(!s->fd_open || ring_pending(W, IORING_OP_CLOSE, s->fd),
                  "slot freed, fd %d left open", s->fd);
     }
-    FZ_CHECK(W->w.loop.inflight == armed + k->nsqes, "inflight %u, kernel has %u ops armed and "
-             "%u SQEs queued", W->w.loop.inflight, armed, k->nsqes);
+    FZ_CHECK(W->w.loop.inflight == armed + k->nsqes + ring_finals_posted(W),
+             "inflight %u, kernel has %u ops armed, %u SQEs queued, %u finals posted",
+             W->w.loop.inflight, armed, k->nsqes, ring_finals_posted(W));
 }
 
 void world_sane(struct world *W)
