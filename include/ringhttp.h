@@ -267,6 +267,11 @@ typedef struct rh_middleware {
     void (*after)(rh_req *req, int status, void *udata); /* may be NULL */
     void *udata;
     unsigned flags;
+    /* May be NULL. Runs once when the request ends, however it ends (after the last byte
+     * of a streamed body was queued, or when the client left), for every middleware whose
+     * `before` ran (and, with RH_MW_ALL_RESPONSES, for early rejections): status is the
+     * answer's (0: none was given); rh_resp_body_bytes and rh_req_elapsed_ms are final. */
+    void (*finish)(rh_req *req, int status, void *udata);
 } rh_middleware;
 /* Appends to the chain (copied); -ENOSPC past 16, -EBUSY once started. */
 int rh_use(rh_server *srv, const rh_middleware *mw);
@@ -347,6 +352,123 @@ int rh_static_route(rh_server *srv, const char *prefix, const char *root_dir,
  * middleware that picks a mount itself); the answer may come later, from the ring. Ring
  * thread. -ENOENT (nothing answered) if no mount has that prefix. */
 int rh_static_serve(rh_req *req, const char *prefix);
+
+/* ---- the application toolkit ----
+ * Everything below is optional for an application; none of it costs a request that does
+ * not use it more than a pointer test. */
+
+/* Error pages. fn decides the body of every error ringhttp itself answers: 400, 403 and
+ * 404 (also from static mounts), 405, 408, 413, 414, 415 (rh_req_json), 431, 500, 501,
+ * 503, 504, 505, and those the application raises with rh_respond_error (412 and 416 of
+ * static files stay plain). It runs with the request current and answers with rh_respond
+ * (or rh_respond_json) using that status; headers ringhttp adds (Allow for 405,
+ * Retry-After for 503) are already set; a connection that must close still closes after
+ * the answer. If fn does not answer, or raises an error itself, the default text/plain
+ * page goes out. detail is a short English text (e.g. the JSON parse error), or NULL. A
+ * request rejected before its head was complete has a partial or empty path. Before
+ * start; replaces an earlier handler. */
+typedef void (*rh_error_fn)(rh_req *req, int status, const char *detail, void *udata);
+int rh_on_error(rh_server *srv, rh_error_fn fn, void *udata);
+/* Answers status through the error handler (or the default page). detail may be NULL.
+ * Same thread rules and return values as rh_respond. */
+int rh_respond_error(rh_req *req, int status, const char *detail);
+
+/* Middleware scoped to a path prefix: it runs after the route matched (so an unknown path
+ * is 404 and a wrong method 405 without it) and after the global chain, in the order
+ * added, for requests whose raw path starts with prefix on segment boundaries: "/todos"
+ * covers "/todos" and "/todos/7" but not "/todosx"; a ":name" segment matches any one
+ * segment ("/todos/:id" covers "/todos/7" and "/todos/7/x": one route and what is under
+ * it). before/after/finish behave as for rh_use; rh_next resumes here too. -EINVAL for a
+ * prefix not starting with '/', -ENOSPC past 16, -EBUSY once started. */
+int rh_use_prefix(rh_server *srv, const char *prefix, const rh_middleware *mw);
+
+/* Bytes of response body given so far (the final size once the request ended: finish). */
+uint64_t rh_resp_body_bytes(const rh_req *req);
+
+/* ---- percent-decoding, forms, cookies ----
+ * Decoders write a NUL-terminated copy into out (cap bytes, the NUL included) and return
+ * its length (without the NUL), or -ENOENT (absent), -EINVAL (a bad %-escape, or %00),
+ * -ENOSPC (does not fit). */
+/* Decodes %XX escapes (and '+' as a space when plus_is_space, as in forms and queries). */
+int rh_url_decode(const char *in, size_t len, bool plus_is_space, char *out, size_t cap);
+/* The path parameter of the matched route, percent-decoded ('+' stays '+'). */
+int rh_req_param_decoded(const rh_req *req, const char *name, char *out, size_t cap);
+/* The first query parameter whose decoded name is name, value decoded ('+' is a space). */
+int rh_req_query_decoded(const rh_req *req, const char *name, char *out, size_t cap);
+/* The same lookup in any application/x-www-form-urlencoded text. */
+int rh_urlencoded_get(rh_str text, const char *name, char *out, size_t cap);
+/* From a form body; -EMEDIUMTYPE when Content-Type is not
+ * application/x-www-form-urlencoded. */
+int rh_req_form(const rh_req *req, const char *name, char *out, size_t cap);
+/* The raw value of the request's cookie name (surrounding double quotes removed), pointing
+ * into the request; 0 or -ENOENT. Every Cookie header is searched. */
+int rh_req_cookie(const rh_req *req, const char *name, rh_str *out);
+typedef struct rh_cookie_options {
+    const char *path;      /* NULL: no Path */
+    const char *domain;    /* NULL: no Domain */
+    long long max_age;     /* > 0: Max-Age in seconds; 0: a session cookie; < 0: Max-Age=0
+                            * (the client deletes it) */
+    bool secure;
+    bool http_only;
+    const char *same_site; /* "Strict", "Lax", "None" or NULL */
+} rh_cookie_options;
+/* Adds a Set-Cookie header. name must be a token; value cookie-octets (no space, '"', ',',
+ * ';', '\\' or controls: encode anything else yourself); attributes without ';', CR or LF.
+ * opt may be NULL. -EINVAL, or as rh_resp_header. */
+int rh_resp_cookie(rh_req *req, const char *name, const char *value,
+                   const rh_cookie_options *opt);
+
+/* ---- JSON (jansson; present when ringhttp was built with RH_JSON, the default) ----
+ * The documents are jansson's json_t (include <jansson.h> to build them). */
+struct json_t;
+/* Parses the request body. 0 and *out (yours: json_decref it); otherwise the request has
+ * been answered through the error handler and the return says why: -EMEDIUMTYPE (415:
+ * Content-Type is not application/json or +json), -EBADMSG (400: not valid JSON, or not
+ * UTF-8; detail says where). Any thread the request may be used on. */
+int rh_req_json(rh_req *req, struct json_t **out);
+/* Answers doc, compact, as "application/json; charset=utf-8", and takes the reference
+ * (json_decref, even on error; doc NULL answers 500). As rh_respond otherwise. */
+int rh_respond_json(rh_req *req, int status, struct json_t *doc);
+
+/* ---- ring timers ----
+ * fn(req, arg) runs on the request's ring thread after delay_ms (25 ms resolution), with
+ * the request current; it may answer, write to a started stream, or arm the timer again
+ * (periodic output without a pool thread). One timer per request: arming replaces the
+ * previous one. The timer is cancelled when the request ends, and a request that waits
+ * only for its timer ends when the client leaves (fn is not called). The handler deadline
+ * (handler_timeout_ms) still holds until the answer starts: a longer wait gets its 500
+ * first, and fn then answers into the void; a started stream is not limited. Ring thread:
+ * -EPERM from a pool thread, -EALREADY once the request ended. */
+typedef void (*rh_timer_fn)(rh_req *req, void *arg);
+int rh_req_timer(rh_req *req, unsigned delay_ms, rh_timer_fn fn, void *arg);
+void rh_req_timer_cancel(rh_req *req);
+
+/* ---- lane hooks ----
+ * on_start runs on the lane's thread before any task of the lane (open a database
+ * connection there); on_stop runs on it after the last task, once the rings stopped
+ * (close it). Either may be NULL. Before start; -ENOENT for an undeclared lane, -EEXIST
+ * if the lane has hooks already. */
+int rh_lane_hooks(rh_server *srv, const char *lane, void (*on_start)(void *udata),
+                  void (*on_stop)(void *udata), void *udata);
+
+/* ---- an in-process test client ----
+ * Sends one request to a running server of this process over loopback (a real
+ * connection, the real ring), waits for the whole answer (at most timeout_ms; 0: 5 s) and
+ * parses it. headers: extra header lines ("Name: value\r\n"...), or NULL; Host and
+ * Content-Length are added. Blocking: call it from a test's thread, never a handler.
+ * 0, -ETIMEDOUT, -EPROTO (not a valid answer), -errno from the socket. */
+typedef struct rh_test_response {
+    int status;
+    char *head; /* the status line and header lines, NUL-terminated (owned) */
+    char *body; /* the body, chunked encoding removed, NUL-terminated (owned) */
+    size_t body_len;
+} rh_test_response;
+int rh_test_request(rh_server *srv, const char *method, const char *target,
+                    const char *headers, const void *body, size_t len, unsigned timeout_ms,
+                    rh_test_response *out);
+/* A response header's value (case-insensitive name) copied into out; as the decoders. */
+int rh_test_header(const rh_test_response *resp, const char *name, char *out, size_t cap);
+void rh_test_response_free(rh_test_response *resp);
 
 /* The reason phrase for a status code ("Not Found"), or "Unknown". */
 const char *rh_status_reason(int status);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "server/internal.h"
+#include "server/app.h" /* the toolkit's hooks */
 
 static struct rh_worker *loop_worker(struct rh_loop *loop) { return loop->owner; }
 
@@ -647,6 +648,7 @@ void conn_finish_close(struct rh_conn *c)
         if (c->flags & C_PAUSED) {
             req_orphan(r);     /* its handler still runs: it ends the orphan */
             offload_cancel(r); /* not started yet: it never will */
+            app_req_orphaned(r); /* waiting only for its ring timer: ends now */
         } else {
             req_end(r);
         }
@@ -757,6 +759,7 @@ void worker_abandon_requests(struct rh_worker *w)
         if (r && (c->flags & C_PAUSED)) {
             req_orphan(r);
             offload_cancel(r);
+            app_req_orphaned(r);
         } else if (r) {
             r->conn = NULL;
             req_end(r);

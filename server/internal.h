@@ -165,6 +165,14 @@ struct rh_req {
     struct rh_req *orphan_prev, *orphan_next; /* the worker's orphan list */
     /* On that list. Not a flag: a request is orphaned while a pool thread may read flags. */
     bool orphan_listed;
+    /* app.c (the toolkit): the matched route, the scoped middleware's positions, the body
+     * bytes given, the ring timer (armed when app_timer_fn is set). */
+    const struct rh_route_entry *route;
+    uint8_t rmw_pos, rmw_ran;
+    uint64_t resp_body_bytes;
+    struct rh_timer app_timer;
+    void (*app_timer_fn)(struct rh_req *req, void *arg);
+    void *app_timer_arg;
 
     const char *base;  /* start of the request head (in conn->in, or head_copy) */
     char *head_copy;   /* owned copy of the head once detached (mimalloc) */
@@ -312,6 +320,7 @@ struct rh_server {
     atomic_bool listen_closed;
     atomic_int stop_how; /* drain.c: 0, or the rh_stop_how of rh_server_shutdown */
     int ready_fd; /* upgrade.c: the predecessor's pipe, written once serving; -1: none */
+    struct rh_app *app; /* app.c: the toolkit's set-up, NULL until used */
 };
 
 /* A slot in use. Slots never used are all zero (their pages untouched), freed ones have

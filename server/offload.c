@@ -11,6 +11,7 @@
 
 #include "pool/pool.h"
 #include "server/internal.h"
+#include "server/app.h" /* the toolkit's hooks */
 
 struct offload {
     struct rh_task task; /* first: rh_pool_current_task() -> struct offload */
@@ -155,7 +156,7 @@ static int submit(struct rh_req *r, int lane, rh_work_fn work, rh_done_fn done, 
 static int answer_refusal(struct rh_req *r, int err)
 {
     if (err == -ENOENT) {
-        rh_respond(r, 500, "text/plain", "no such lane\n", 13);
+        rh_respond_error(r, 500, "no such lane");
         return err;
     }
     resp_error_keepalive(r, 503); /* back-pressure: the client may retry */
@@ -230,7 +231,7 @@ void offload_replay(struct rh_req *r)
 static void blocking_done(rh_req *r, int status, void *arg)
 {
     if (status == 0 && !rh_resp_started(r))
-        rh_respond(r, 500, "text/plain", "handler gave no answer\n", 23);
+        rh_respond_error(r, 500, "handler gave no answer");
 }
 
 static void blocking_entry(rh_req *r, void *udata)
@@ -294,7 +295,10 @@ int offload_start(rh_server *srv)
         .nlanes = srv->nlanes,
         .deliver = deliver,
     };
-    return rh_pool_new(&pc, &srv->pool);
+    int ret = rh_pool_new(&pc, &srv->pool);
+    if (ret == 0)
+        app_lanes_start(srv); /* lane start hooks, first in their lanes' queues */
+    return ret;
 }
 
 /* After the rings stopped: the pool runs what is queued, delivering into the rings' inboxes
@@ -326,6 +330,7 @@ void offload_stop(rh_server *srv)
 {
     if (!srv->pool)
         return;
+    app_lanes_stop(srv); /* lane stop hooks, last in their lanes' queues */
     struct pool_closer pc = {.pool = srv->pool};
     pthread_t t;
     if (pthread_create(&t, NULL, close_pool, &pc) != 0) {

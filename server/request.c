@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "server/internal.h"
+#include "server/app.h" /* the toolkit's hooks */
 
 struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c)
 {
@@ -30,6 +31,7 @@ struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c)
     r->captured = NULL;
     r->offload = NULL;
     r->started_ms = w->loop.now_ms;
+    r->resp_body_len = 0; /* read by rh_resp_body_bytes even when no answer is given */
     ctx_init(&r->ctx);
     return r;
 }
@@ -98,6 +100,7 @@ void req_end(struct rh_req *r)
     if (r->orphan_listed)
         orphan_unlink(r);
     struct rh_ctx *prev = ctx_enter(&r->ctx); /* destructors may read their request */
+    app_req_end(r); /* finish hooks, the ring timer */
     ctx_release(&r->ctx);
     ctx_leave(prev);
     mi_free(r->head_copy);
@@ -161,14 +164,17 @@ static void route_and_handle(struct rh_req *r)
 {
     int status = 0;
     char allowed[64];
-    const struct rh_route_entry *e =
-        router_match(r->w->srv->routes, r, &status, allowed, sizeof(allowed));
-    if (e) {
-        e->fn(r, e->udata);
+    if (!r->route) /* not yet matched; set when resuming scoped middleware (app.c) */
+        r->route = router_match(r->w->srv->routes, r, &status, allowed, sizeof(allowed));
+    if (r->route) {
+        if (!app_route_chain(r))
+            r->route->fn(r, r->route->udata);
         return;
     }
     if (status == 405)
         rh_resp_header(r, "Allow", allowed);
+    if (app_error(r, status, NULL))
+        return;
     static const char nf[] = "Not Found\n", mna[] = "Method Not Allowed\n";
     rh_respond(r, status, "text/plain", status == 405 ? mna : nf,
                status == 405 ? sizeof(mna) - 1 : sizeof(nf) - 1);
@@ -189,7 +195,7 @@ void mw_continue(struct rh_req *r)
         if (res == RH_MW_SUSPEND)
             return;
         if (res == RH_MW_DONE) { /* claimed an answer it did not give */
-            rh_respond(r, 500, "text/plain", "Internal Server Error\n", 22);
+            rh_respond_error(r, 500, NULL);
             return;
         }
     }
@@ -257,7 +263,14 @@ rh_str rh_req_url(const rh_req *r) { return slice_str(r, r->url); }
 
 rh_str rh_req_path(const rh_req *r)
 {
-    return (rh_str){r->base + r->url.off, r->path_len};
+    if (!r->base) /* rejected before the request line was read */
+        return (rh_str){"", 0};
+    const char *u = r->base + r->url.off;
+    if (r->path_len == 0 && r->url.len) { /* rejected before the head was complete */
+        const char *q = memchr(u, '?', r->url.len);
+        return (rh_str){u, q ? (size_t)(q - u) : r->url.len};
+    }
+    return (rh_str){u, r->path_len};
 }
 
 rh_str rh_req_query(const rh_req *r)

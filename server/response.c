@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "server/internal.h"
+#include "server/app.h" /* the toolkit's hooks */
 
 const char *rh_status_reason(int status)
 {
@@ -365,6 +366,7 @@ int rh_resp_write(rh_req *r, const void *data, size_t len)
     } else if (out_append(c, data, len) < 0) {
         return -ENOMEM;
     }
+    r->resp_body_bytes += len;
     conn_mark_dirty(c);
     return conn_out_queued(c) >= RH_OUT_HIGH ? RH_RESP_FULL : 0;
 }
@@ -464,6 +466,8 @@ int resp_error_keepalive(struct rh_req *r, int status)
     const char *reason = rh_status_reason(status);
     if (status == 503)
         rh_resp_header(r, "Retry-After", "1");
+    if (app_error(r, status, NULL))
+        return 0;
     return rh_respond(r, status, "text/plain", reason, strlen(reason));
 }
 
@@ -471,6 +475,7 @@ void mw_run_after(struct rh_req *r, int status)
 {
     const struct rh_server *srv = r->w->srv;
     bool early = r->mw_pos == 0; /* rejected before the chain ran (parse error, limit) */
+    app_route_after(r, status); /* scoped middleware (app.c) is inside the global chain */
     for (int i = early ? (int)srv->nmw - 1 : (int)r->mw_ran - 1; i >= 0; i--) {
         const rh_middleware *mw = &srv->mw[i];
         if (mw->after && (!early || (mw->flags & RH_MW_ALL_RESPONSES)))
@@ -492,5 +497,7 @@ int resp_error(struct rh_req *r, int status)
     r->xhdr_len = 0;
     if (status == 503)
         rh_resp_header(r, "Retry-After", "1");
+    if (app_error(r, status, NULL))
+        return 0;
     return rh_respond(r, status, "text/plain", body, n);
 }

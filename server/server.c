@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "server/internal.h"
+#include "server/app.h" /* the toolkit's hooks */
 
 void rh_config_init(rh_config *cfg)
 {
@@ -320,6 +321,7 @@ void rh_server_free(rh_server *srv)
         worker_free_mem(&srv->workers[i]);
     }
     offload_free(srv);
+    app_free(srv); /* after the pool: lane hooks' deliveries are all in */
     static_free(srv); /* the mounts' directory fds (static.c) */
     listeners_close(srv);
     pid_file_remove(srv);

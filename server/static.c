@@ -56,6 +56,7 @@
 
 #include "server/internal.h"
 #include "server/static.h"
+#include "server/app.h" /* the toolkit's error pages */
 
 #ifndef RESOLVE_NO_MAGICLINKS /* liburing 2.3's compat header may predate these */
 #define RESOLVE_NO_XDEV 0x01
@@ -518,7 +519,8 @@ static void answer_error(struct rh_req *r, int status)
         rh_resp_header(r, "Allow", "GET, HEAD");
     if (status == 503)
         rh_resp_header(r, "Retry-After", "1");
-    rh_respond(r, status, "text/plain; charset=utf-8", body, n);
+    if (!app_error(r, status, NULL)) /* the application's error page, if it has one */
+        rh_respond(r, status, "text/plain; charset=utf-8", body, n);
 }
 
 static void xfer_fail(struct static_xfer *x, int status)
