@@ -534,8 +534,8 @@ static bool try_input(struct world *W, struct client *cl, bool feed, const char 
     if (!ok) /* conn_feed refuses only while the buffer is full of unparsed input: a
               * handler runs, a close is queued, or output is past the high-water mark */
         FZ_CHECK(c->flags & (C_PAUSED | C_CLOSE_AFTER_SEND | C_OUT_FULL),
-                 "conn_feed refused %u bytes with nothing to wait for (in_len %u, in_off %u, flags 0x%x)", n, c->in_len,
-                 c->in_off, c->flags);
+                 "conn_feed refused %u bytes with nothing to wait for (in_len %u, "
+                 "in_off %u, flags 0x%x)", n, c->in_len, c->in_off, c->flags);
     return ok;
 }
 
