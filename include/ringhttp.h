@@ -342,8 +342,11 @@ typedef struct rh_static_options {
     bool serve_hidden;         /* serve names starting with '.' (default: 404) */
     unsigned cache_entries;    /* open files cached per ring; 0: 256 */
     unsigned cache_valid_ms;   /* re-check a cached file after this long; 0: 1000 */
-    uint64_t splice_min;       /* bodies this long or longer are spliced (file -> pipe ->
-                                * socket), shorter ones read and sent; 0: 32 KiB */
+    uint64_t splice_min;       /* bodies above 16 KiB whose pages are not resident (or all,
+                                * with no_sendfile): from this long on spliced (file ->
+                                * pipe -> socket), shorter ones read and sent; 0: 32 KiB */
+    bool no_sendfile;          /* never sendfile(2) resident pages from the ring thread:
+                                * every body above 16 KiB through io-wq (default: false) */
 } rh_static_options;
 void rh_static_options_init(rh_static_options *opt); /* all zero: the defaults above */
 int rh_static_route(rh_server *srv, const char *prefix, const char *root_dir,

@@ -21,6 +21,7 @@ static void usage(FILE *out)
             "  --root DIR           serve the files under DIR at / (GET, HEAD)\n"
             "  --cache-control VAL  Cache-Control of those files (default: none)\n"
             "  --splice-min BYTES   splice file bodies this long or longer (default 32768)\n"
+            "  --no-sendfile        file bodies through io-wq even when pages are resident\n"
             "  --max-body BYTES     largest request body (default 1048576)\n"
             "  --max-header BYTES   largest request head (default 8192)\n"
             "  --max-conns N        connections per ring (default 16384)\n"
@@ -54,7 +55,7 @@ enum {
     OPT_QUIET, OPT_HELP, OPT_VERSION, OPT_ACCESS_LOG, OPT_REQUEST_ID, OPT_NO_REQUEST_ID,
     OPT_POOL_THREADS, OPT_POOL_QUEUE, OPT_POOL_TIMEOUT, OPT_NOOP_MW, OPT_RECV_BUFS,
     OPT_RECV_BUF_SIZE, OPT_BATCH_WAIT, OPT_NO_DEFER, OPT_CACHE_CONTROL, OPT_SPLICE_MIN,
-    OPT_HANDLER_TO, OPT_DRAIN_GRACE, OPT_PID_FILE,
+    OPT_HANDLER_TO, OPT_DRAIN_GRACE, OPT_PID_FILE, OPT_NO_SENDFILE,
 };
 
 static const struct option options[] = {
@@ -64,6 +65,7 @@ static const struct option options[] = {
     {"root", required_argument, 0, OPT_ROOT},
     {"cache-control", required_argument, 0, OPT_CACHE_CONTROL},
     {"splice-min", required_argument, 0, OPT_SPLICE_MIN},
+    {"no-sendfile", no_argument, 0, OPT_NO_SENDFILE},
     {"max-body", required_argument, 0, OPT_MAX_BODY},
     {"max-header", required_argument, 0, OPT_MAX_HEADER},
     {"max-conns", required_argument, 0, OPT_MAX_CONNS},
@@ -119,6 +121,7 @@ static int apply_option(struct cli *cli, int opt, const char *arg)
     case OPT_HOST: c->host = arg; return 0;
     case OPT_ROOT: cli->root = arg; return 0;
     case OPT_CACHE_CONTROL: cli->files.cache_control = arg; return 0;
+    case OPT_NO_SENDFILE: cli->files.no_sendfile = true; return 0;
     case OPT_QUIET: c->quiet = true; return 0;
     case OPT_NO_DEFER: c->no_defer_accept = true; return 0;
     case OPT_ACCESS_LOG: c->access_log = arg; return 0;

@@ -1,4 +1,6 @@
-/* Static files: mounts (rh_static_route), the per-ring open-file cache, and file transfers.
+/* Static files: mounts (rh_static_route), the handler and the steps before the body. The
+ * per-ring open-file cache is static_cache.c; the body paths above COPY_MAX are
+ * static_xfer.c (sendfile from the ring thread while pages are resident, else io-wq).
  *
  * A request for a file becomes a transfer (struct static_xfer) that walks these steps, each
  * one op on the ring (RH_OP_FILE; user_data carries the transfer's index and the step):
@@ -9,15 +11,17 @@
  *   serve: conditionals (304/412), Range (206/416), the head, then the body:
  *     <= COPY_MAX bytes: from the entry's memory if held, else READ (one byte past the end,
  *           to catch a file rewritten in place) and keep it; head and body in one send
- *     <  splice_min: the head, then READ -> SEND of CHUNK_SIZE pieces (read/send)
- *     else: the head, then SPLICE file -> pipe linked to SPLICE pipe -> socket (a
- *           non-blocking socket: a full one returns, and POLL_ADD waits for room)
+ *     else: static_xfer.c: sendfile(2) of resident pages, head coalesced (MSG_MORE); cold
+ *           pages (and --no-sendfile) through io-wq: READ -> SEND below splice_min, else
+ *           SPLICE file -> pipe -> socket
  *   Each body op is issued only when the previous one completed, so the socket's progress
  *   paces the file (back-pressure: a slow reader holds one chunk buffer or one pipe).
  *
- * Which path for which size was measured (2 vCPU VM, kernel 6.18, loopback; ringhttp
- * --threads 1 --no-request-id on CPU 0, wrk -t1 -c50 -d5s on CPU 1; server CPU from
- * /proc/PID/stat, io-wq workers included; medians of 2-4 runs, noisy to +-20%):
+ * Which path for which size was measured before sendfile (it now replaces read/send and
+ * splice for resident pages; their numbers below still pick the cold path; 2 vCPU VM,
+ * kernel 6.18, loopback; ringhttp --threads 1 --no-request-id on CPU 0, wrk -t1 -c50 -d5s
+ * on CPU 1; server CPU from /proc/PID/stat, io-wq workers included; medians of 2-4 runs,
+ * noisy to +-20%):
  *   4 KiB    copy (READ once, then memory)  170k req/s  5.1 us/req
  *            copy, READ every time           95k req/s  9.3 us/req (before the memory copy)
  *            splice                          72-99k     9.9-13.4 us/req
@@ -46,430 +50,12 @@
  * pending calls static_body_abort(). */
 #include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <mimalloc.h>
-#include <poll.h>
 #include <signal.h>
-#include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "server/internal.h"
-#include "server/static.h"
+#include "server/static_priv.h"
 #include "server/app.h" /* the toolkit's error pages */
-
-#ifndef RESOLVE_NO_MAGICLINKS /* liburing 2.3's compat header may predate these */
-#define RESOLVE_NO_XDEV 0x01
-#define RESOLVE_NO_MAGICLINKS 0x02
-#define RESOLVE_NO_SYMLINKS 0x04
-#define RESOLVE_BENEATH 0x08
-#endif
-
-#define STATIC_PATH_MAX 4352u      /* a max_uri path plus the index name */
-#define COPY_MAX (16u * 1024u)     /* read whole, sent with the head, kept with the entry */
-#define CHUNK_SIZE (64u * 1024u)   /* read/send: one buffer per transfer */
-#ifndef PIPE_SIZE /* splice: asked of F_SETPIPE_SZ (pipe-max-size permitting) */
-#define PIPE_SIZE (64u * 1024u)
-#endif
-#define SPARE_PIPES 16u
-#define SPARE_CHUNKS 4u
-#define DEFAULT_SPLICE_MIN (32u * 1024u) /* the measurements above */
-
-struct static_mount {
-    struct static_mount *next;
-    char *prefix; /* "" for "/", else "/assets": no trailing '/' */
-    size_t prefix_len;
-    int root_fd;  /* O_PATH | O_DIRECTORY; shared read-only by every ring */
-    char *index;
-    size_t index_len;
-    char *cc_line; /* "Cache-Control: ...\r\n" or NULL */
-    size_t cc_len;
-    uint64_t resolve;
-    uint64_t splice_min;
-    unsigned cache_entries, valid_ms;
-    bool hidden;
-};
-
-/* An open file in a ring's cache. Owned by the cache while linked; once unlinked (evicted,
- * replaced, found stale) by its last user: the fd is closed when refs reaches 0, so a
- * transfer reading or splicing from it never sees it closed under it. */
-struct fentry {
-    struct fentry *hnext;
-    struct fentry *lru_prev, *lru_next; /* most recently used first */
-    const struct static_mount *m;
-    uint32_t hash;
-    int fd;
-    unsigned refs;
-    bool linked, revalidating;
-    uint64_t checked_ms;
-    uint64_t size, ino;
-    uint32_t dev_major, dev_minor;
-    int64_t mtime;
-    uint32_t mtime_nsec;
-    const char *ctype;
-    char *data; /* the whole file, for files of at most COPY_MAX bytes once read (mi_malloc) */
-    char etag[56]; /* '"' ino '-' size '-' mtime_ns '"' in hex: at most 52 */
-    uint8_t etag_len;
-    uint16_t hdrs_len;
-    char hdrs[128]; /* "Last-Modified: <29>\r\nETag: <etag>\r\nAccept-Ranges: bytes\r\n" */
-    uint32_t path_len;
-    char path[]; /* the key: the normalised relative path */
-};
-
-enum step_kind {
-    K_OPEN = 1, K_STATX, K_CHECK, K_PROBE, K_READ, K_SPLICE_IN, K_SPLICE_OUT, K_POLL, K_SEND,
-};
-
-enum body_mode { M_NONE, M_COPY, M_SEND, M_SPLICE };
-
-struct static_xfer {
-    uint32_t idx, gen;
-    struct static_xfer *next_free;
-    struct static_ring *sr;
-    struct rh_req *req;
-    const struct static_mount *m;
-    struct fentry *e; /* a reference, once the file is known */
-    int fd;           /* opened by us, not (yet) the cache's; -1 */
-    unsigned inflight;
-    enum body_mode mode;
-    bool dir, index_try, want_poll, failed, retried;
-    int status;       /* of the response being prepared */
-    const char *ctype;
-    uint64_t off, left; /* the body: next file offset, bytes not yet taken from the file */
-    uint32_t pipe_bytes, pipe_cap, splice_asked;
-    uint32_t xhdr_mark; /* the request's extra headers before our validators went in */
-    int pipe[2];
-    struct rh_obuf block; /* M_COPY: the body as read */
-    char *chunk;          /* M_SEND: CHUNK_SIZE */
-    uint32_t chunk_len, chunk_sent;
-    struct statx stx;
-    struct open_how how;
-    uint32_t path_len, dir_len; /* dir_len: the path without an appended index name */
-    char path[STATIC_PATH_MAX];
-};
-
-struct spare_pipe {
-    int fd[2];
-    uint32_t cap;
-};
-
-/* One per ring (w->fstatic), touched only on that ring's thread. */
-struct static_ring {
-    struct rh_worker *w;
-    struct fentry **buckets;
-    unsigned nbuckets, count, cap;
-    struct fentry *lru_first, *lru_last;
-    struct static_xfer **xfers; /* by index, for user_data */
-    uint32_t nxfers, xcap;
-    struct static_xfer *free_xfers;
-    struct spare_pipe pipes[SPARE_PIPES];
-    unsigned npipes;
-    char *chunks[SPARE_CHUNKS];
-    unsigned nchunks;
-    bool stopping; /* the ring is being torn down: close with close(2), submit nothing */
-};
-
-static_assert(sizeof(((struct static_xfer *)0)->path) >= 4096 + 256, "path room");
-static_assert(sizeof(((struct fentry *)0)->etag) >= 3 * 16 + 4, "etag room");
-static_assert(sizeof(((struct fentry *)0)->hdrs) >= 15 + 29 + 8 + 52 + 24, "header room");
-
-/* ---- small helpers ---- */
-
-static size_t fmt_hex(char *out, uint64_t v)
-{
-    char tmp[16];
-    size_t n = 0;
-    do {
-        tmp[n++] = "0123456789abcdef"[v & 15];
-        v >>= 4;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    return n;
-}
-
-#define PUT_LIT(p, s) (memcpy(p, s, sizeof(s) - 1), (p) + sizeof(s) - 1)
-
-static uint64_t xfer_ud(const struct static_xfer *x, enum step_kind k)
-{
-    return rh_ud_make(RH_OP_FILE, x->idx, (x->gen << 4) | k);
-}
-
-static void ring_close(struct static_ring *sr, int fd)
-{
-    if (fd < 0)
-        return;
-    if (sr->stopping) {
-        close(fd);
-        return;
-    }
-    struct io_uring_sqe *sqe = rh_loop_sqe(&sr->w->loop);
-    io_uring_prep_close(sqe, fd);
-    io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_IGNORE, 0, 0));
-    sr->w->loop.inflight++;
-}
-
-/* ---- the open-file cache ---- */
-
-static uint32_t key_hash(const struct static_mount *m, const char *path, size_t len)
-{
-    uint32_t h = 2166136261u ^ (uint32_t)(uintptr_t)m;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)path[i]) * 16777619u;
-    return h;
-}
-
-static struct fentry *cache_find(struct static_ring *sr, const struct static_mount *m,
-                                 const char *path, size_t len)
-{
-    uint32_t h = key_hash(m, path, len);
-    for (struct fentry *e = sr->buckets[h & (sr->nbuckets - 1)]; e; e = e->hnext)
-        if (e->hash == h && e->m == m && e->path_len == len && memcmp(e->path, path, len) == 0)
-            return e;
-    return NULL;
-}
-
-static void lru_remove(struct static_ring *sr, struct fentry *e)
-{
-    if (e->lru_prev)
-        e->lru_prev->lru_next = e->lru_next;
-    else
-        sr->lru_first = e->lru_next;
-    if (e->lru_next)
-        e->lru_next->lru_prev = e->lru_prev;
-    else
-        sr->lru_last = e->lru_prev;
-    e->lru_prev = e->lru_next = NULL;
-}
-
-static void lru_push_front(struct static_ring *sr, struct fentry *e)
-{
-    e->lru_prev = NULL;
-    e->lru_next = sr->lru_first;
-    if (sr->lru_first)
-        sr->lru_first->lru_prev = e;
-    sr->lru_first = e;
-    if (!sr->lru_last)
-        sr->lru_last = e;
-}
-
-static void entry_free(struct static_ring *sr, struct fentry *e)
-{
-    ring_close(sr, e->fd);
-    mi_free(e->data);
-    mi_free(e);
-}
-
-/* Takes e out of the table; it lives on while transfers hold references. */
-static void cache_unlink(struct static_ring *sr, struct fentry *e)
-{
-    if (!e->linked)
-        return;
-    struct fentry **pp = &sr->buckets[e->hash & (sr->nbuckets - 1)];
-    while (*pp != e)
-        pp = &(*pp)->hnext;
-    *pp = e->hnext;
-    lru_remove(sr, e);
-    e->linked = false;
-    sr->count--;
-    if (e->refs == 0)
-        entry_free(sr, e);
-}
-
-static struct fentry *entry_get(struct fentry *e)
-{
-    e->refs++;
-    return e;
-}
-
-static void entry_put(struct static_ring *sr, struct fentry *e)
-{
-    if (--e->refs == 0 && !e->linked)
-        entry_free(sr, e);
-}
-
-static bool same_file(const struct fentry *e, const struct statx *st)
-{
-    return e->ino == st->stx_ino && e->dev_major == st->stx_dev_major &&
-           e->dev_minor == st->stx_dev_minor && e->size == st->stx_size &&
-           e->mtime == st->stx_mtime.tv_sec && e->mtime_nsec == st->stx_mtime.tv_nsec;
-}
-
-/* The validators and their header lines, made once per entry, not per request. */
-static void entry_describe(struct fentry *e)
-{
-    char *p = e->etag;
-    *p++ = '"';
-    p += fmt_hex(p, e->ino);
-    *p++ = '-';
-    p += fmt_hex(p, e->size);
-    *p++ = '-';
-    p += fmt_hex(p, (uint64_t)e->mtime * 1000000000u + e->mtime_nsec);
-    *p++ = '"';
-    e->etag_len = (uint8_t)(p - e->etag);
-    p = PUT_LIT(e->hdrs, "Last-Modified: ");
-    static_http_date(e->mtime, p);
-    p += 29;
-    p = PUT_LIT(p, "\r\nETag: ");
-    memcpy(p, e->etag, e->etag_len);
-    p += e->etag_len;
-    p = PUT_LIT(p, "\r\nAccept-Ranges: bytes\r\n");
-    e->hdrs_len = (uint16_t)(p - e->hdrs);
-    e->ctype = static_mime_type(e->path, e->path_len);
-}
-
-/* Makes an entry of the file x opened (x->fd, x->stx) and links it, replacing one of the same
- * key (a concurrent miss for the same file) and evicting from the LRU end past the cap. NULL
- * if out of memory (x keeps its fd). */
-static struct fentry *cache_insert(struct static_ring *sr, struct static_xfer *x)
-{
-    struct fentry *e = mi_zalloc(sizeof(*e) + x->path_len + 1); /* owner: the cache, then
-                                                                   its last user */
-    if (!e)
-        return NULL;
-    e->m = x->m;
-    e->fd = x->fd;
-    x->fd = -1;
-    e->hash = key_hash(x->m, x->path, x->path_len);
-    e->checked_ms = sr->w->loop.now_ms;
-    e->size = x->stx.stx_size;
-    e->ino = x->stx.stx_ino;
-    e->dev_major = x->stx.stx_dev_major;
-    e->dev_minor = x->stx.stx_dev_minor;
-    e->mtime = x->stx.stx_mtime.tv_sec;
-    e->mtime_nsec = x->stx.stx_mtime.tv_nsec;
-    e->path_len = x->path_len;
-    memcpy(e->path, x->path, x->path_len);
-    entry_describe(e);
-    struct fentry *old = cache_find(sr, x->m, x->path, x->path_len);
-    if (old)
-        cache_unlink(sr, old);
-    struct fentry **bucket = &sr->buckets[e->hash & (sr->nbuckets - 1)];
-    e->hnext = *bucket;
-    *bucket = e;
-    lru_push_front(sr, e);
-    e->linked = true;
-    sr->count++;
-    while (sr->count > sr->cap)
-        cache_unlink(sr, sr->lru_last);
-    return e;
-}
-
-/* ---- transfers ---- */
-
-static struct static_xfer *xfer_new(struct static_ring *sr, struct rh_req *r,
-                                    const struct static_mount *m)
-{
-    struct static_xfer *x = sr->free_xfers;
-    if (x) {
-        sr->free_xfers = x->next_free;
-    } else {
-        if (sr->nxfers == sr->xcap) {
-            uint32_t cap = sr->xcap ? 2 * sr->xcap : 64;
-            struct static_xfer **tab = mi_realloc(sr->xfers, sizeof(*tab) * cap);
-            if (!tab)
-                return NULL;
-            sr->xfers = tab;
-            sr->xcap = cap;
-        }
-        x = mi_zalloc(sizeof(*x)); /* owner: the ring's free list, from the first use on */
-        if (!x)
-            return NULL;
-        x->idx = sr->nxfers;
-        sr->xfers[sr->nxfers++] = x;
-    }
-    uint32_t idx = x->idx, gen = (x->gen + 1) & 0xfffff;
-    memset(x, 0, offsetof(struct static_xfer, stx));
-    x->idx = idx;
-    x->gen = gen;
-    x->sr = sr;
-    x->req = r;
-    x->m = m;
-    x->fd = x->pipe[0] = x->pipe[1] = -1;
-    x->xhdr_mark = r->xhdr_len;
-    return x;
-}
-
-static struct static_xfer *xfer_of(struct static_ring *sr, uint64_t ud)
-{
-    uint32_t idx = rh_ud_idx(ud);
-    if (idx >= sr->nxfers)
-        return NULL;
-    struct static_xfer *x = sr->xfers[idx];
-    return x->req && x->gen == (rh_ud_gen(ud) >> 4) ? x : NULL;
-}
-
-static void pipe_release(struct static_ring *sr, struct static_xfer *x)
-{
-    if (x->pipe[0] < 0)
-        return;
-    if (x->pipe_bytes == 0 && sr->npipes < SPARE_PIPES && !sr->stopping) {
-        struct spare_pipe *s = &sr->pipes[sr->npipes++]; /* empty: fit for the next one */
-        s->fd[0] = x->pipe[0];
-        s->fd[1] = x->pipe[1];
-        s->cap = x->pipe_cap;
-    } else { /* bytes stranded in it (an aborted transfer): it goes */
-        ring_close(sr, x->pipe[0]);
-        ring_close(sr, x->pipe[1]);
-    }
-    x->pipe[0] = x->pipe[1] = -1;
-}
-
-static int pipe_acquire(struct static_ring *sr, struct static_xfer *x)
-{
-    if (sr->npipes) {
-        struct spare_pipe *s = &sr->pipes[--sr->npipes];
-        x->pipe[0] = s->fd[0];
-        x->pipe[1] = s->fd[1];
-        x->pipe_cap = s->cap;
-        return 0;
-    }
-    if (pipe2(x->pipe, O_CLOEXEC) < 0) /* not a file system call: cannot block */
-        return -errno;
-    int cap = fcntl(x->pipe[1], F_SETPIPE_SZ, PIPE_SIZE);
-    if (cap < 0)
-        cap = fcntl(x->pipe[1], F_GETPIPE_SZ);
-    x->pipe_cap = cap > 0 ? (uint32_t)cap : 65536u;
-    return 0;
-}
-
-/* Releases everything the transfer holds and returns it to the free list. The request is
- * the caller's to end. */
-static void xfer_free(struct static_xfer *x)
-{
-    struct static_ring *sr = x->sr;
-    if (x->e)
-        entry_put(sr, x->e);
-    ring_close(sr, x->fd);
-    pipe_release(sr, x);
-    obuf_release(sr->w, &x->block);
-    if (x->chunk) {
-        if (sr->nchunks < SPARE_CHUNKS && !sr->stopping)
-            sr->chunks[sr->nchunks++] = x->chunk;
-        else
-            mi_free(x->chunk);
-    }
-    x->chunk = NULL;
-    x->req = NULL;
-    x->e = NULL;
-    x->next_free = sr->free_xfers;
-    sr->free_xfers = x;
-}
-
-/* An SQE for one of x's ops, counted in flight; the prep comes next, then xfer_submit()
- * (the prep helpers clear user_data). */
-static struct io_uring_sqe *xfer_sqe(struct static_xfer *x)
-{
-    struct io_uring_sqe *sqe = rh_loop_sqe(&x->sr->w->loop);
-    x->sr->w->loop.inflight++;
-    x->inflight++;
-    return sqe;
-}
-
-static void xfer_submit(struct static_xfer *x, struct io_uring_sqe *sqe, enum step_kind k)
-{
-    io_uring_sqe_set_data64(sqe, xfer_ud(x, k));
-}
 
 static void submit_open(struct static_xfer *x, const char *path, enum step_kind k,
                         uint64_t extra_flags)
@@ -692,34 +278,25 @@ static bool orphaned(struct static_xfer *x)
 static void body_start(struct static_xfer *x, uint64_t first, uint64_t len)
 {
     struct static_ring *sr = x->sr;
-    struct rh_req *r = x->req;
+    if (len > COPY_MAX || len >= x->m->splice_min) {
+        xfer_body_start(x, first, len); /* static_xfer.c: sendfile, splice or read/send */
+        return;
+    }
     x->off = first;
     x->left = len;
-    if (len <= COPY_MAX && len < x->m->splice_min) {
-        /* Small: read first, then head and body go out in one send. Reading to the end asks
-         * one byte more: a file rewritten in place since its statx (longer or shorter) is
-         * then caught here, before any byte is sent, and opened afresh (copy_done). */
-        uint32_t want = (uint32_t)len + (first + len == x->e->size);
-        char *buf = obuf_reserve(sr->w, &x->block, want);
-        if (!buf) {
-            xfer_fail(x, 503);
-            return;
-        }
-        x->mode = M_COPY;
-        struct io_uring_sqe *sqe = xfer_sqe(x);
-        io_uring_prep_read(sqe, x->e->fd, buf, want, first);
-        xfer_submit(x, sqe, K_READ);
+    /* Small: read first, then head and body go out in one send. Reading to the end asks
+     * one byte more: a file rewritten in place since its statx (longer or shorter) is
+     * then caught here, before any byte is sent, and opened afresh (copy_done). */
+    uint32_t want = (uint32_t)len + (first + len == x->e->size);
+    char *buf = obuf_reserve(sr->w, &x->block, want);
+    if (!buf) {
+        xfer_fail(x, 503);
         return;
     }
-    x->mode = len >= x->m->splice_min ? M_SPLICE : M_SEND;
-    if (resp_head_only(r, x->status, x->ctype, len) < 0) {
-        struct rh_conn *c = r->conn;
-        xfer_free(x);
-        if (c)
-            conn_close(c); /* out of memory for the head: nothing sane to send */
-        return;
-    }
-    r->file = x; /* conn.c calls static_body_pump once the head has drained */
+    x->mode = M_COPY;
+    struct io_uring_sqe *sqe = xfer_sqe(x);
+    io_uring_prep_read(sqe, x->e->fd, buf, want, first);
+    xfer_submit(x, sqe, K_READ);
 }
 
 /* The entry no longer describes the file (it changed in place since its last statx): drop
@@ -732,9 +309,9 @@ static void reopen_stale(struct static_xfer *x)
         xfer_fail(x, 503);
         return;
     }
-    cache_unlink(sr, e);
+    fcache_unlink(sr, e);
     x->e = NULL;
-    entry_put(sr, e);
+    fentry_put(sr, e);
     obuf_release(sr->w, &x->block);
     x->req->xhdr_len = x->xhdr_mark; /* serve() added the stale validators */
     x->mode = M_NONE;
@@ -772,183 +349,6 @@ static void copy_done(struct static_xfer *x, int res)
     obuf_release(w, &block);
 }
 
-/* ---- the body pump: one op at a time on the socket ---- */
-
-static void arm_write_timer(struct rh_conn *c)
-{
-    rh_loop_timer_arm(&c->w->loop, &c->timer, c->w->srv->cfg.write_timeout_ms);
-}
-
-static void pump_send(struct static_xfer *x, struct rh_conn *c)
-{
-    struct static_ring *sr = x->sr;
-    struct io_uring_sqe *sqe;
-    if (x->chunk_sent < x->chunk_len) {
-        sqe = xfer_sqe(x);
-        io_uring_prep_send(sqe, c->fd, x->chunk + x->chunk_sent, x->chunk_len - x->chunk_sent,
-                           MSG_NOSIGNAL);
-        xfer_submit(x, sqe, K_SEND);
-        arm_write_timer(c);
-        return;
-    }
-    if (!x->chunk) {
-        x->chunk = sr->nchunks ? sr->chunks[--sr->nchunks] : mi_malloc(CHUNK_SIZE);
-        if (!x->chunk) { /* owner of a new one: this transfer, then the spare list */
-            x->failed = true;
-            return;
-        }
-    }
-    uint32_t n = x->left < CHUNK_SIZE ? (uint32_t)x->left : CHUNK_SIZE;
-    sqe = xfer_sqe(x);
-    io_uring_prep_read(sqe, x->e->fd, x->chunk, n, x->off);
-    xfer_submit(x, sqe, K_READ);
-}
-
-static void pump_splice(struct static_xfer *x, struct rh_conn *c)
-{
-    struct io_uring_sqe *sqe;
-    if (x->pipe[0] < 0) {
-        if (pipe_acquire(x->sr, x) < 0) { /* out of fds: the copying path still works */
-            x->mode = M_SEND;
-            pump_send(x, c);
-            return;
-        }
-        /* A non-blocking socket makes the pipe -> socket splice return when the socket is
-         * full instead of holding an io-wq worker until a slow reader drains it; the ring's
-         * own send/recv ops do not depend on this flag. */
-        fcntl(c->fd, F_SETFL, O_NONBLOCK);
-    }
-    if (x->pipe_bytes && x->want_poll) {
-        x->want_poll = false;
-        sqe = xfer_sqe(x);
-        io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
-        xfer_submit(x, sqe, K_POLL);
-        arm_write_timer(c);
-        return;
-    }
-    if (x->pipe_bytes == 0) {
-        uint32_t n = x->left < x->pipe_cap ? (uint32_t)x->left : x->pipe_cap;
-        sqe = xfer_sqe(x);
-        io_uring_prep_splice(sqe, x->e->fd, (int64_t)x->off, x->pipe[1], -1, n, 0);
-        sqe->flags |= IOSQE_IO_LINK; /* the socket side follows at once; a short read
-                                        breaks the link and the pump sends what came */
-        xfer_submit(x, sqe, K_SPLICE_IN);
-        x->splice_asked = n;
-        x->pipe_bytes = n; /* provisional, corrected by the completion */
-    }
-    sqe = xfer_sqe(x);
-    io_uring_prep_splice(sqe, x->pipe[0], -1, c->fd, -1, x->pipe_bytes, 0);
-    xfer_submit(x, sqe, K_SPLICE_OUT);
-    arm_write_timer(c);
-}
-
-/* Ends a body sent in full: the connection goes on with the next request. */
-static void body_done(struct static_xfer *x)
-{
-    struct rh_req *r = x->req;
-    struct rh_conn *c = r->conn;
-    r->file = NULL;
-    rh_timer_cancel(&c->w->loop.wheel, &c->timer);
-    xfer_free(x);
-    req_complete(r);
-}
-
-void static_body_pump(struct rh_req *r)
-{
-    struct static_xfer *x = r->file;
-    struct rh_conn *c = r->conn;
-    if (x->inflight || (c->flags & C_CLOSING))
-        return;
-    if (x->failed) {
-        conn_close(c); /* mid-body: nothing valid can follow; static_body_abort ends x */
-        return;
-    }
-    if (x->left == 0 && x->pipe_bytes == 0 && x->chunk_sent == x->chunk_len) {
-        body_done(x);
-        return;
-    }
-    if (x->mode == M_SPLICE)
-        pump_splice(x, c);
-    else
-        pump_send(x, c);
-    if (x->inflight)
-        c->flags |= C_FILE_INFLIGHT;
-    else if (x->failed)
-        conn_close(c);
-}
-
-void static_body_abort(struct rh_req *r)
-{
-    struct static_xfer *x = r->file;
-    struct rh_conn *c = r->conn;
-    r->file = NULL;
-    xfer_free(x);
-    if (c && c->req == r)
-        c->req = NULL;
-    r->conn = NULL; /* an orphan: its end touches no connection */
-    req_complete(r);
-}
-
-/* A streaming op completed: account for it, then go on, or finish a close. */
-static void on_streaming(struct static_xfer *x, enum step_kind k, int res)
-{
-    struct rh_req *r = x->req;
-    struct rh_conn *c = r->conn;
-    switch (k) {
-    case K_SPLICE_IN: {
-        /* pipe_bytes counted the whole request at submit (the linked splice out was sized
-         * by it); take back what did not come. Order-independent of the out completion. */
-        uint32_t got = res > 0 ? (uint32_t)res : 0;
-        x->pipe_bytes -= x->splice_asked - got;
-        x->off += got;
-        x->left -= got;
-        if (res <= 0)
-            x->failed = true; /* 0: the file shrank under us; < 0: an I/O error */
-        break;
-    }
-    case K_SPLICE_OUT:
-        if (res > 0) {
-            x->pipe_bytes -= (uint32_t)res;
-            x->want_poll = x->pipe_bytes > 0; /* short: the socket is full */
-        } else if (res == -EAGAIN) {
-            x->want_poll = true;
-        } else if (res != -ECANCELED) {
-            x->failed = true; /* 0 too: the pipe was empty, our count is wrong: stop */
-        }
-        break;
-    case K_POLL:
-        if (res < 0)
-            x->failed = true;
-        break;
-    case K_READ:
-        if (res > 0) {
-            x->chunk_len = (uint32_t)res;
-            x->chunk_sent = 0;
-            x->off += (uint64_t)res;
-            x->left -= (uint64_t)res;
-        } else {
-            x->failed = true;
-        }
-        break;
-    case K_SEND:
-        if (res > 0)
-            x->chunk_sent += (uint32_t)res;
-        else
-            x->failed = true;
-        break;
-    default:
-        break;
-    }
-    if (x->inflight)
-        return;
-    c->flags &= ~C_FILE_INFLIGHT;
-    if (c->flags & C_CLOSING) {
-        static_body_abort(r);
-        conn_finish_close(c);
-        return;
-    }
-    static_body_pump(r);
-}
 
 /* ---- the steps before the body ---- */
 
@@ -985,33 +385,33 @@ static void on_stat(struct static_xfer *x, int res)
         return;
     }
     fcntl(x->fd, F_SETFL, 0); /* O_NONBLOCK only guarded the open: reads may wait for disk */
-    struct fentry *e = cache_insert(x->sr, x);
+    struct fentry *e = fcache_insert(x->sr, x);
     if (!e) {
         xfer_fail(x, 503);
         return;
     }
-    x->e = entry_get(e);
+    x->e = fentry_get(e);
     serve(x);
 }
 
 static void on_checked(struct static_xfer *x, int res)
 {
     struct fentry *e = x->e;
-    if (res == 0 && same_file(e, &x->stx)) {
+    if (res == 0 && fentry_same_file(e, &x->stx)) {
         e->checked_ms = x->sr->w->loop.now_ms;
         serve(x);
         return;
     }
-    cache_unlink(x->sr, e); /* changed, replaced or gone: open it afresh */
+    fcache_unlink(x->sr, e); /* changed, replaced or gone: open it afresh */
     x->e = NULL;
-    entry_put(x->sr, e);
+    fentry_put(x->sr, e);
     submit_open(x, x->path, K_OPEN, 0);
 }
 
 static void on_probe(struct static_xfer *x, int res)
 {
     if (res >= 0)
-        ring_close(x->sr, res);
+        static_close_fd(x->sr, res);
     xfer_fail(x, res >= 0 ? 403 : status_of_errno(res));
 }
 
@@ -1028,8 +428,8 @@ static void on_file_cqe(struct rh_loop *loop, const struct io_uring_cqe *cqe)
     x->inflight--;
     enum step_kind k = (enum step_kind)(rh_ud_gen(cqe->user_data) & 15);
     struct rh_req *r = x->req;
-    if (x->mode == M_SEND || x->mode == M_SPLICE) {
-        on_streaming(x, k, cqe->res);
+    if (x->mode >= M_SEND) { /* M_SEND, M_SPLICE, M_SENDFILE */
+        xfer_on_streaming(x, k, cqe->res);
         return;
     }
     if ((k == K_OPEN || k == K_PROBE) && cqe->res >= 0 && !r->conn)
@@ -1053,14 +453,13 @@ static void on_file_cqe(struct rh_loop *loop, const struct io_uring_cqe *cqe)
 static void lookup(struct static_xfer *x)
 {
     struct static_ring *sr = x->sr;
-    struct fentry *e = cache_find(sr, x->m, x->path, x->path_len);
+    struct fentry *e = fcache_find(sr, x->m, x->path, x->path_len);
     if (!e) {
         submit_open(x, x->path, K_OPEN, 0);
         return;
     }
-    lru_remove(sr, e);
-    lru_push_front(sr, e);
-    x->e = entry_get(e);
+    fcache_touch(sr, e);
+    x->e = fentry_get(e);
     if (e->revalidating || sr->w->loop.now_ms - e->checked_ms < x->m->valid_ms) {
         serve(x); /* the hot path: no op on the ring before the body */
         return;
@@ -1137,6 +536,8 @@ void static_worker_start(struct rh_worker *w)
         return;
     }
     sr->w = w;
+    long page = sysconf(_SC_PAGESIZE); /* start-up, not the hot path */
+    sr->page_size = page > 0 ? (uint32_t)page : 4096u;
     sr->nbuckets = nb;
     sr->cap = cap;
     w->fstatic = sr;
@@ -1163,7 +564,7 @@ void static_worker_stop(struct rh_worker *w)
         }
     }
     while (sr->lru_first)
-        cache_unlink(sr, sr->lru_first);
+        fcache_unlink(sr, sr->lru_first);
     for (unsigned i = 0; i < sr->npipes; i++) {
         close(sr->pipes[i].fd[0]);
         close(sr->pipes[i].fd[1]);
@@ -1258,6 +659,7 @@ static int mount_options(struct static_mount *m, const rh_static_options *opt)
     m->cache_entries = opt && opt->cache_entries ? opt->cache_entries : 256;
     m->valid_ms = opt && opt->cache_valid_ms ? opt->cache_valid_ms : 1000;
     m->splice_min = opt && opt->splice_min ? opt->splice_min : DEFAULT_SPLICE_MIN;
+    m->no_sendfile = opt && opt->no_sendfile;
     return m->index ? 0 : -ENOMEM;
 }
 

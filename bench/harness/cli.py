@@ -19,7 +19,7 @@ MICRO = [  # (binary in <build>/bench, pin to the server CPUs? else any usable C
     ("parse_throughput", True), ("ctx_getset", True), ("timer_wheel", True), ("alloc", True),
     ("pool_roundtrip", False),  # a loop thread and pool threads: both CPUs
 ]
-ALL_SERVERS = "ringhttp,nginx,h2o,lighttpd"
+ALL_SERVERS = "ringhttp,nginx,h2o,lighttpd,floor"
 
 
 def parse_args(argv):
@@ -37,8 +37,9 @@ def parse_args(argv):
                    help="comma-separated (default: all)")
     p.add_argument("--quick", action="store_true",
                    help="CI smoke: 1 round of 2 s, no warm-up")
-    p.add_argument("--out", default=os.path.join(BENCH_DIR, "results"),
-                   help="CSV, chart, report and wrk outputs (default bench/results/)")
+    p.add_argument("--out", default=os.path.join(BENCH_DIR, "results", "latest"),
+                   help="CSV, chart, report and wrk outputs (default bench/results/latest/; "
+                   "published runs are copied to bench/results/<date>-<what>/ and committed)")
     p.add_argument("--server-cpus", default="0", help="taskset list for the server (default 0)")
     p.add_argument("--client-cpus", default="1",
                    help="taskset list for wrk and the idle holder (default 1)")
@@ -100,7 +101,7 @@ def _reproduce(o):
             "--server-cpus", o.server_cpus, "--client-cpus", o.client_cpus,
             "--warmup", f"{o.warmup:g}", "--idle-conns", str(o.idle_conns)]
     if o.ringhttp_args:
-        args += ["--ringhttp-args", o.ringhttp_args]
+        args.append("--ringhttp-args=" + o.ringhttp_args)  # "=": it may start with "--"
     if o.micro:
         args.append("--micro")
     return "cd " + shlex.quote(REPO) + " && " + " ".join(shlex.quote(a) for a in args)
@@ -154,6 +155,8 @@ def _row_summary(row):
     text = f"{row['rps']:>10,.0f} req/s  p99 {p99}"
     if row.get("cpu_us_per_req") is not None:
         text += f"  {row['cpu_us_per_req']:.2f} µs/req ({row['cpu_pct']:.0f}% CPU)"
+    if row.get("client_cpu_us_per_req") is not None:
+        text += f"  client {row['client_cpu_us_per_req']:.2f} µs/req"
     if row.get("rss_per_idle_kib") is not None:
         text += f"  {row['rss_per_idle_kib']:.2f} KiB/idle conn"
     if row.get("base_p99_ms") is not None:
@@ -188,7 +191,7 @@ def _rounds(o, tracker, tmp, out_dir):
         print("bench/run: " + line, file=sys.stderr)
     rows, failed = [], False
     rh = next((sv for sv in usable if sv.name == "ringhttp"), None)
-    if rh and any(sc.resource in servers.STATIC for sc in o.scenario_list):
+    if rh and any(sc.resource in servers.STATIC or sc.cold for sc in o.scenario_list):
         scenarios.find_ringhttp_static(env, rh)
         if rh.static_prefix is None:
             print(f"bench/run: ringhttp static scenarios are n/a: {rh.na_note}", file=sys.stderr)
@@ -222,12 +225,16 @@ def _rounds(o, tracker, tmp, out_dir):
             "CPU µs/req: utime+stime of all the server's processes and threads "
             "(/proc/PID/stat) over the run ÷ completed requests; server CPU: that time ÷ run "
             "time (100% = the server's one CPU saturated, below: wrk was the limit). "
-            "RSS: VmRSS summed over its processes, peak during the run. Loopback TCP work "
-            "lands partly in the sender's stime, so the client's share is not counted",
+            "Client CPU µs/req: wrk's own utime+stime (rusage) ÷ its requests: what the "
+            "answers cost the receiver (loopback TCP work lands partly in the sender's "
+            "stime and partly in the receiver's). RSS: VmRSS summed over its processes, "
+            "peak during the run",
             "Fairness: one worker each, access log off, sendfile on (h2o 2.2 has no "
-            "sendfile), keep-alive unlimited; nginx, h2o and lighttpd serve /plaintext and "
-            "/json as static files with the same bytes and Content-Type as ringhttp's "
-            "built-in handlers (a static file is what all three serve alike); every "
+            "sendfile; nginx with tcp_nopush and open_file_cache), keep-alive unlimited; "
+            "nginx answers /plaintext and /json inline (`return 200`) on a `deferred` "
+            "listener, as ringhttp answers them from handlers with TCP_DEFER_ACCEPT; h2o "
+            "and lighttpd serve them as static files with the same bytes; floor "
+            "(bench/floor.c) is a minimal io_uring responder without HTTP parsing; every "
             "answer is checked with curl (status 200, exact body) and wrk's Non-2xx count "
             "before it counts",
             "Other builds and tests may share this machine while it runs: req/s and "
@@ -285,7 +292,7 @@ def main(argv):
             report.write_csv(o.out, rows, summ)
             meta.append(f"Files: {os.path.join(o.out, 'summary.csv')}, rounds.csv, "
                         + (f"chart.png" if chart else f"no chart ({why})") + ", wrk/*.txt")
-            parts.append(report.markdown(meta, summ, names, o.scenario_list))
+            parts.append(report.markdown(meta, summ, names, o.scenario_list, rows))
         if o.micro or o.micro_only:
             if o.micro_only:
                 parts.append(f"Machine: {machine_line()}\n\nReproduce: `{_reproduce(o)}`")

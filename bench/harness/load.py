@@ -4,6 +4,7 @@ Every load goes to 127.0.0.1 only and is bounded in time (wrk -d, subprocess tim
 """
 import os
 import re
+import resource
 import subprocess
 import threading
 import time
@@ -65,7 +66,9 @@ def wrk_argv(url, conns, seconds, threads, headers=(), pipeline=0, latency=True)
 
 
 def run_wrk(tracker, argv, cpus, seconds):
-    """Runs wrk pinned to cpus; parsed result, with its output under 'raw'."""
+    """Runs wrk pinned to cpus; parsed result, with its output under 'raw' and its own CPU
+    time (user + system, from the rusage of the reaped child) under 'client_cpu_s'."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = tracker.spawn("wrk", argv, cpus=cpus, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
     try:
@@ -76,8 +79,12 @@ def run_wrk(tracker, argv, cpus, seconds):
     tracker.stop(proc)
     if proc.popen.returncode != 0:
         raise RuntimeError(f"wrk failed ({proc.popen.returncode}): {out.strip()[-400:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = parse_wrk(out)
     r["raw"] = out
+    # Only wrk is reaped between the two readings (the harness is one thread and reaps
+    # servers after their runs); taskset execs wrk, so the child is wrk itself.
+    r["client_cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return r
 
 

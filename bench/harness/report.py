@@ -7,18 +7,40 @@ import statistics
 import subprocess
 
 ROW_FIELDS = ["round", "server", "scenario", "status", "rps", "requests", "seconds", "p50_ms",
-              "p99_ms", "cpu_us_per_req", "cpu_pct", "rss_kib", "socket_errors", "idle_open",
+              "p99_ms", "cpu_us_per_req", "cpu_pct", "client_cpu_us_per_req", "mb_s", "rss_kib",
+              "socket_errors", "idle_open",
               "rss_before_kib", "rss_idle_kib", "rss_per_idle_kib", "base_rps", "base_p50_ms",
-              "base_p99_ms", "base_cpu_us_per_req", "bg_rps", "bg_p99_ms", "note", "wrk"]
-SPREAD = ("rps", "cpu_us_per_req", "rss_per_idle_kib")
+              "base_p99_ms", "base_cpu_us_per_req", "bg_rps", "bg_p99_ms", "bg_downloads",
+              "bg_mb_s", "note", "wrk"]
+SPREAD = ("rps", "cpu_us_per_req", "client_cpu_us_per_req", "mb_s", "rss_per_idle_kib")
 MEDIAN_ONLY = ("p50_ms", "p99_ms", "cpu_pct", "rss_kib", "idle_open", "rss_before_kib",
                "rss_idle_kib", "base_rps", "base_p50_ms", "base_p99_ms",
-               "base_cpu_us_per_req", "bg_rps", "bg_p99_ms", "socket_errors")
+               "base_cpu_us_per_req", "bg_rps", "bg_p99_ms", "bg_downloads", "bg_mb_s",
+               "socket_errors")
 
 
 def _median(rows, key):
     vals = [r[key] for r in rows if r.get(key) is not None]
     return statistics.median(vals) if vals else None
+
+
+def ratios(rows, base="nginx", of="ringhttp"):
+    """{scenario: {key: (median, min, max)}}: of's figure ÷ base's, round by round (both ran
+    in the same round, alternating), for server CPU/req, client CPU/req and req/s."""
+    by = {}
+    for r in rows:
+        if r["status"] == "ok":
+            by[(r["server"], r["scenario"], r["round"])] = r
+    out = {}
+    for (sv, sc, rnd), r in by.items():
+        b = by.get((base, sc, rnd))
+        if sv != of or not b:
+            continue
+        for k in ("cpu_us_per_req", "client_cpu_us_per_req", "rps"):
+            if r.get(k) and b.get(k):
+                out.setdefault(sc, {}).setdefault(k, []).append(r[k] / b[k])
+    return {sc: {k: (statistics.median(v), min(v), max(v)) for k, v in d.items()}
+            for sc, d in out.items()}
 
 
 def summarize(rows):
@@ -86,7 +108,7 @@ def _status_cell(s):
 
 
 def _wide(title, summ, servers, scenarios, key, fmt):
-    cols = [sc for sc in scenarios if not sc.mixed]
+    cols = [sc for sc in scenarios if not sc.special]
     lines = [f"### {title}", "", "| server | " + " | ".join(sc.name for sc in cols) + " |",
              "|---|" + "---:|" * len(cols)]
     for sv in servers:
@@ -100,8 +122,10 @@ def _wide(title, summ, servers, scenarios, key, fmt):
 
 def _scenario_table(sc, summ, servers):
     idle = sc.idle
-    head = ["server", "req/s median (min–max)", "p50", "p99", "CPU µs/req (min–max)",
-            "server CPU", "RSS peak"]
+    static = sc.resource.endswith(".bin")
+    head = ["server", "req/s median (min–max)"] + (["MB/s (min–max)"] if static else []) + \
+        ["p50", "p99", "CPU µs/req (min–max)", "server CPU", "client CPU µs/req (min–max)",
+         "RSS peak"]
     if idle:
         head += ["idle conns", "RSS before → with idle", "KiB per idle conn (min–max)"]
     lines = [f"### {sc.name}: {sc.title}", "", "| " + " | ".join(head) + " |",
@@ -123,9 +147,10 @@ def _scenario_table(sc, summ, servers):
         if s.get("socket_errors"):
             notes.append(f"{sv}: wrk reported {s['socket_errors']:.0f} socket errors "
                          f"(median per run)")
-        cells = [sv, _spread(s, "rps", _int), _ms(s["p50_ms"]), _ms(s["p99_ms"]),
-                 _spread(s, "cpu_us_per_req", _us),
-                 "–" if s["cpu_pct"] is None else f"{s['cpu_pct']:.0f}%", _mib(s["rss_kib"])]
+        cells = [sv, _spread(s, "rps", _int)] + ([_spread(s, "mb_s", _int)] if static else []) \
+            + [_ms(s["p50_ms"]), _ms(s["p99_ms"]), _spread(s, "cpu_us_per_req", _us),
+               "–" if s["cpu_pct"] is None else f"{s['cpu_pct']:.0f}%",
+               _spread(s, "client_cpu_us_per_req", _us), _mib(s["rss_kib"])]
         if idle:
             cells += [_int(s["idle_open"]),
                       f"{_mib(s['rss_before_kib'])} → {_mib(s['rss_idle_kib'])}",
@@ -152,15 +177,57 @@ def _mixed_table(sc, summ):
     return lines
 
 
-def markdown(meta, summ, servers, scenarios):
+def _ratio_table(rat, scenarios):
+    cols = [sc for sc in scenarios if not sc.special and sc.name in rat]
+    if not cols:
+        return []
+    fmt = lambda t: f"{t[0]:.2f}x ({t[1]:.2f}–{t[2]:.2f})"
+    lines = ["### ringhttp ÷ nginx, round by round (median, min–max)", "",
+             "| figure | " + " | ".join(sc.name for sc in cols) + " |",
+             "|---|" + "---:|" * len(cols)]
+    for k, title in (("cpu_us_per_req", "server CPU µs/req (lower is better)"),
+                     ("client_cpu_us_per_req", "client CPU µs/req"),
+                     ("rps", "req/s (higher is better)")):
+        lines.append(f"| {title} | " + " | ".join(
+            fmt(rat[sc.name][k]) if k in rat[sc.name] else "–" for sc in cols) + " |")
+    return lines + [""]
+
+
+def _cold_table(sc, summ, servers):
+    lines = [f"### {sc.name}: {sc.title}", "",
+             "| server | /plaintext p50 / p99 alone | p50 / p99 beside cold downloads | "
+             "req/s alone → beside | cold downloads (MB/s) |", "|---|---:|---:|---:|---:|"]
+    for sv in servers:
+        s = summ.get((sv, sc.name))
+        if s is None:
+            continue
+        bad = _status_cell(s)
+        if bad:
+            lines.append(f"| {sv} | {bad} | | | |")
+            continue
+        lines.append(f"| {sv} | {_ms(s['base_p50_ms'])} / {_ms(s['base_p99_ms'])} | "
+                     f"{_ms(s['p50_ms'])} / {_ms(s['p99_ms'])} | {_int(s['base_rps'])} → "
+                     f"{_int(s['rps'])} | {_int(s['bg_downloads'])} "
+                     f"({_int(s['bg_mb_s'])}) |")
+    return lines + ["", "- medians over rounds; a server that reads files on its event loop "
+                    "waits for the disk there, and every connection on it waits too"]
+
+
+def markdown(meta, summ, servers, scenarios, rows=()):
     lines = [f"## ringhttp vs {', '.join(s for s in servers if s != 'ringhttp') or 'nothing'}",
              ""] + [f"- {m}" for m in meta] + [""]
     lines += _wide("Summary: requests/s (median; higher is better)", summ, servers,
                    scenarios, "rps", _int) + [""]
     lines += _wide("Summary: server CPU µs per request (median; lower is better)", summ,
                    servers, scenarios, "cpu_us_per_req", _us) + [""]
+    lines += _wide("Summary: client (wrk) CPU µs per request (median; what the answers "
+                   "cost the receiver)", summ, servers, scenarios, "client_cpu_us_per_req",
+                   _us) + [""]
+    if "ringhttp" in servers and "nginx" in servers:
+        lines += _ratio_table(ratios(rows), scenarios)
     for sc in scenarios:
-        lines += (_mixed_table(sc, summ) if sc.mixed else _scenario_table(sc, summ, servers))
+        lines += (_mixed_table(sc, summ) if sc.mixed else _cold_table(sc, summ, servers)
+                  if sc.cold else _scenario_table(sc, summ, servers))
         lines.append("")
     return "\n".join(lines)
 
@@ -188,7 +255,7 @@ def write_chart(out_dir, summ, servers, scenarios, title):
     path, or why there is none."""
     if not shutil.which("gnuplot"):
         return None, "gnuplot not installed"
-    cols = [sc.name for sc in scenarios if not sc.mixed]
+    cols = [sc.name for sc in scenarios if not sc.special]
     for key, name in (("rps", "chart-rps.dat"), ("cpu_us_per_req", "chart-cpu.dat")):
         with open(os.path.join(out_dir, name), "w") as f:
             f.write("scenario " + " ".join(servers) + "\n")

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
@@ -24,8 +25,16 @@ class Scenario:
     headers: tuple = ()
     idle: bool = False   # hold --idle-conns idle connections during the run
     mixed: bool = False  # ringhttp only: /plaintext alone, then beside /blocking load
+    cold: bool = False   # /plaintext alone, then beside downloads of a cold file
+
+    @property
+    def special(self):
+        """Its figures are not one plain wrk run (own table, not in the summaries)."""
+        return self.mixed or self.cold
 
     def only_for(self, server_name):
+        if server_name == "floor":  # no parsing: it cannot honour Connection: close
+            return not self.special and not self.headers
         return not self.mixed or server_name == "ringhttp"
 
 
@@ -35,14 +44,19 @@ SCENARIOS = [
              "plaintext", pipeline=16),
     Scenario("json", "GET /json (27 bytes), 50 keep-alive connections", "json"),
     Scenario("static-4k", "GET a 4 KiB static file, 50 keep-alive connections", "4k.bin"),
-    Scenario("static-1m", "GET a 1 MiB static file, 50 keep-alive connections", "1m.bin"),
+    Scenario("static-1m", "GET a 1 MiB static file, 16 keep-alive connections", "1m.bin",
+             conns=16),
     Scenario("close", "GET /plaintext, 50 connections, a new connection per request "
              "(Connection: close)", "plaintext", headers=("Connection: close",)),
     Scenario("idle10k", "GET /plaintext, 50 connections, while 10,000 idle keep-alive "
              "connections are held open", "plaintext", idle=True),
     Scenario("mixed", "ringhttp only: GET /plaintext (wrk --latency, 50 connections) alone, "
              "then while 20 connections hammer /blocking?ms=50", "plaintext", mixed=True),
+    Scenario("cold", "GET /plaintext (wrk --latency, 50 connections) alone, then while one "
+             "client downloads a 64 MiB file whose pages are dropped from the page cache "
+             "(posix_fadvise DONTNEED) before every download", "plaintext", cold=True),
 ]
+COLD_FILE, COLD_MIB = "cold.bin", 64
 BY_NAME = {s.name: s for s in SCENARIOS}
 
 
@@ -144,6 +158,8 @@ def _timed_run(env, srv, url, scen, pids):
     cpu_s = (procs.cpu_ticks(pids) - ticks0) / procs.CLK_TCK
     r["cpu_us_per_req"] = cpu_s * 1e6 / r["requests"] if r["requests"] else None
     r["cpu_pct"] = 100.0 * cpu_s / r["seconds"]
+    r["client_cpu_us_per_req"] = (r["client_cpu_s"] * 1e6 / r["requests"]
+                                  if r["requests"] else None)
     r["rss_kib"] = rss.peak
     return r
 
@@ -168,6 +184,8 @@ def measure(env, server, scen, round_no=1):
         pids = srv.proc.tree()
         if scen.mixed:
             return dict(row, **_measure_mixed(env, srv, url, scen, pids, round_no % 2 == 0))
+        if scen.cold:
+            return dict(row, **_measure_cold(env, srv, url, scen, pids, round_no % 2 == 0))
         holder = None
         try:
             if scen.idle:
@@ -182,7 +200,10 @@ def measure(env, server, scen, round_no=1):
             raise load.CheckFailed(f"{server.name} died during the run: {srv.log_tail()}")
     row.update(status="ok", **{k: r[k] for k in ("rps", "requests", "seconds", "p50_ms",
                                                  "p99_ms", "cpu_us_per_req", "cpu_pct",
-                                                 "rss_kib", "socket_errors")})
+                                                 "client_cpu_us_per_req", "rss_kib",
+                                                 "socket_errors")})
+    if scen.resource in servers.STATIC:
+        row["mb_s"] = r["rps"] * servers.STATIC[scen.resource] / 1e6
     row["raw"] = r["raw"]
     row["wrk"] = " ".join(r["argv"])
     return row
@@ -247,6 +268,107 @@ def _run_beside_blocking(env, srv, url, scen, pids, blocking):
     if bgr["non2xx"]:
         raise load.CheckFailed(f"/blocking load got {bgr['non2xx']} non-2xx answers")
     return loaded, bgr, bg_argv
+
+
+def _cold_file(env):
+    """docroot/cold.bin (64 MiB of random bytes: no compression or dedup can help), made
+    once per run; its path."""
+    path = os.path.join(env.docroot, COLD_FILE)
+    if not os.path.exists(path):
+        with open(path, "wb") as f:
+            for _ in range(COLD_MIB):
+                f.write(os.urandom(1 << 20))
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(path, 0o644)
+    return path
+
+
+def _drop_cache(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+class ColdDownloads:
+    """A thread that drops the cold file's pages, downloads it whole over one fresh
+    connection (checking the length), and again, until stopped."""
+
+    def __init__(self, port, path, url_path):
+        self.port, self.path, self.url_path = port, path, url_path
+        self.size = os.path.getsize(path)
+        self.done, self.bytes, self.error = 0, 0, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.t0 = time.monotonic()
+        self._thread.start()
+
+    def _one(self):
+        _drop_cache(self.path)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as s:
+            s.sendall(f"GET {self.url_path} HTTP/1.1\r\nHost: bench\r\n"
+                      f"Connection: close\r\n\r\n".encode())
+            got = 0
+            while True:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                got += len(chunk)
+                self.bytes += len(chunk)
+        if got < self.size:
+            raise RuntimeError(f"cold download ended after {got} of {self.size} body bytes")
+        self.done += 1
+
+    def _run(self):
+        try:
+            while not self._stop.is_set():
+                self._one()
+        except Exception as e:  # noqa: BLE001 (reported by finish)
+            self.error = e
+
+    def finish(self):
+        self._stop.set()
+        self._thread.join(60)
+        secs = time.monotonic() - self.t0
+        if self.error:
+            raise load.CheckFailed(f"cold download failed: {self.error}")
+        return {"bg_downloads": self.done, "bg_mb_s": self.bytes / 1e6 / secs}
+
+
+def _measure_cold(env, srv, url, scen, pids, loaded_first):
+    """/plaintext alone and beside cold downloads, in alternating order between rounds."""
+    path = _cold_file(env)
+    url_path = "/" + COLD_FILE
+    if srv.server.name == "ringhttp":
+        if srv.server.static_prefix is None:
+            raise load.CheckFailed("ringhttp serves no static files here")
+        url_path = srv.server.static_prefix + COLD_FILE
+
+    def beside():
+        bg = ColdDownloads(srv.port, path, url_path)
+        try:
+            time.sleep(0.3)
+            r = _timed_run(env, srv, url, scen, pids)
+        finally:
+            stats = bg.finish()
+        return r, stats
+    if loaded_first:
+        loaded, stats = beside()
+        base = _timed_run(env, srv, url, scen, pids)
+    else:
+        base = _timed_run(env, srv, url, scen, pids)
+        loaded, stats = beside()
+    return dict(stats, status="ok", rps=loaded["rps"], requests=loaded["requests"],
+                seconds=loaded["seconds"], p50_ms=loaded["p50_ms"], p99_ms=loaded["p99_ms"],
+                cpu_us_per_req=None, cpu_pct=loaded["cpu_pct"],
+                client_cpu_us_per_req=None, rss_kib=loaded["rss_kib"],
+                socket_errors=loaded["socket_errors"], base_rps=base["rps"],
+                base_p50_ms=base["p50_ms"], base_p99_ms=base["p99_ms"],
+                base_cpu_us_per_req=base["cpu_us_per_req"],
+                raw="--- alone ---\n" + base["raw"] + "\n--- beside cold downloads ---\n" +
+                loaded["raw"], wrk=" ".join(loaded["argv"]))
 
 
 def find_ringhttp_static(env, server):

@@ -4,9 +4,11 @@ to start it in the foreground.
 Common ground for a fair comparison: one worker process/thread, access log off, sendfile on
 where the server has it, keep-alive without a request limit (or the largest the server
 takes) and a 10-minute idle timeout, listening on 127.0.0.1, and every file it writes (pid,
-logs, temp files) inside the run's temp dir. Peers serve /plaintext and /json as static
-files with the same bytes and Content-Type as ringhttp's built-in handlers; all servers
-serve /4k.bin and /1m.bin from the same document root.
+logs, temp files) inside the run's temp dir. nginx answers /plaintext and /json inline
+(`return 200 "..."`, as ringhttp's built-in handlers do) and its listener is `deferred`
+(TCP_DEFER_ACCEPT, as ringhttp's); h2o and lighttpd serve them as static files with the
+same bytes and Content-Type. All servers serve /4k.bin and /1m.bin from the same document
+root. "floor" (bench/floor.c) is no HTTP server: the cost of a canned keep-alive answer.
 """
 import os
 import pwd
@@ -137,6 +139,7 @@ events {{
 http {{
     access_log off;
     sendfile on;
+    tcp_nopush on;  # TCP_CORK around sendfile: the head rides in the body's first segment
     open_file_cache max=1024 inactive=600s;  # lighttpd and h2o cache open files too
     open_file_cache_valid 600s;
     keepalive_timeout {IDLE_S}s;
@@ -149,10 +152,13 @@ http {{
     types {{ }}
     default_type application/octet-stream;
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        listen 127.0.0.1:{port} backlog=4096 deferred;
         root {docroot};
-        location = /plaintext {{ default_type text/plain; }}
-        location = /json {{ default_type application/json; }}
+        location = /plaintext {{ default_type text/plain; return 200 "Hello, World!"; }}
+        location = /json {{
+            default_type application/json;
+            return 200 '{{"message":"Hello, World!"}}';
+        }}
     }}
 }}
 """
@@ -246,9 +252,37 @@ mimetype.assign = ( "plaintext" => "text/plain", "json" => "application/json",
         return [self._bin(), "-D", "-f", path]
 
 
+class Floor(Server):
+    """bench/floor: one io_uring thread, no HTTP parsing, the same canned answer to every
+    request (each blank line): /plaintext keep-alive only, pipelined too; it never closes."""
+    name = "floor"
+    max_conns = NOFILE - 500
+    SERVES = ("plaintext",)
+
+    def __init__(self, build_dir):
+        self.binary = os.path.join(build_dir, "bench", "floor")
+
+    def available(self):
+        return None if os.access(self.binary, os.X_OK) else \
+            f"{self.binary} not built (cmake --build, target floor)"
+
+    def version(self):
+        return "floor (bench/floor.c)"
+
+    def url_path(self, logical):
+        return "/" + logical if logical in self.SERVES else None
+
+    def na_reason(self, resource):
+        return f"no HTTP parsing: serves only /plaintext keep-alive, not {resource}"
+
+    def setup(self, workdir, port, docroot):
+        return [self.binary, "--host", "127.0.0.1", "--port", str(port),
+                "--body", PLAINTEXT.decode()]
+
+
 def make_servers(names, build_dir, ringhttp_args=()):
     table = {"ringhttp": lambda: Ringhttp(build_dir, ringhttp_args), "nginx": Nginx,
-             "h2o": H2o, "lighttpd": Lighttpd}
+             "h2o": H2o, "lighttpd": Lighttpd, "floor": lambda: Floor(build_dir)}
     unknown = [n for n in names if n not in table]
     if unknown:
         raise ValueError(f"unknown server(s): {', '.join(unknown)} "

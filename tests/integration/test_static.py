@@ -2,10 +2,12 @@
 
 The test root is made in a temporary directory at start, next to an "outside" directory whose
 secret must never come back. The shared server serves it with the default body paths (small
-files copied, large ones spliced); two more servers run the body tests again with every body
-spliced (--splice-min 1) and with none spliced (read and send).
+files copied, large ones by sendfile while their pages are resident, through io-wq when they
+are cold); three more servers run the body tests again with every body sent by sendfile
+(--splice-min 1), and without sendfile: every body spliced, or every body read and sent.
 """
 import atexit
+import ctypes
 import hashlib
 import os
 import shutil
@@ -509,6 +511,15 @@ def plaintext_latencies(p, stop, out):
         time.sleep(0.01)
 
 
+def latencies_ok(lat):
+    """(ok, worst): /plaintext stayed under 100 ms beside a big body. A ring thread that
+    waited on the body (a blocking splice, a disk read) stalls every request meanwhile; a
+    loaded 2-core machine's scheduler can stall one: one sample may exceed 100 ms, none 1 s."""
+    times = sorted(x for x, _ in lat)
+    slow = sum(1 for t in times if t >= 0.1)
+    return slow == 0 or (slow == 1 and len(times) >= 10 and times[-1] < 1.0), times[-1]
+
+
 def big_file_checks(srv):
     sha = make_big()
     pid = srv.proc.pid
@@ -527,9 +538,9 @@ def big_file_checks(srv):
     eq((status, n), (200, BIG_MB << 20), "100 MiB download status and size")
     eq(got_sha, sha, "100 MiB download sha256")
     check(lat, "no /plaintext request completed during the download")
-    worst = max(x for x, _ in lat)
+    ok, worst = latencies_ok(lat)
     check(all(st == 200 for _, st in lat), "a /plaintext failed during the download")
-    check(worst < 0.1, "/plaintext took %.0f ms during the download (%d requests)"
+    check(ok, "/plaintext took %.0f ms during the download (%d requests)"
           % (worst * 1000, len(lat)))
     growth = rss_kb(pid) - rss0
     check(growth < 4096, "RSS grew %d KiB over a 100 MiB download" % growth)
@@ -563,8 +574,9 @@ def slow_reader_checks(srv):
         t.join(10)
     eq(status, 200, "slow reader status")
     check(n >= 4 << 20, "the slow reader got %d bytes" % n)
-    worst = max(x for x, _ in lat)
-    check(worst < 0.1, "/plaintext took %.0f ms next to a slow reader" % (worst * 1000))
+    ok, worst = latencies_ok(lat)
+    check(ok, "/plaintext took %.0f ms next to a slow reader (%d requests)"
+          % (worst * 1000, len(lat)))
     growth = rss_kb(pid) - rss0
     check(growth < 4096, "RSS grew %d KiB with a slow reader" % growth)
     # readers that vanish mid-file, with a reset or a plain close, many times
@@ -604,12 +616,97 @@ def body_path_checks(*args):
         slow_reader_checks(srv)
 
 
+def test_every_body_sent_with_sendfile():
+    body_path_checks("--splice-min", "1")  # sendfile (resident pages) even for 4 KiB
+
+
 def test_every_body_spliced():
-    body_path_checks("--splice-min", "1")  # file -> pipe -> socket, even 4 KiB
+    body_path_checks("--no-sendfile", "--splice-min", "1")  # file -> pipe -> socket
 
 
 def test_every_body_read_and_sent():
-    body_path_checks("--splice-min", str(1 << 40))  # never spliced: READ then SEND
+    body_path_checks("--no-sendfile", "--splice-min", str(1 << 40))  # READ then SEND
+
+
+# ---- cold files: pages not in the page cache must never stall the ring thread ----
+
+def _cachestat_pages(path):
+    """Pages of path in the page cache (cachestat(2), syscall 451), or None if unknown."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        rng = (ctypes.c_uint64 * 2)(0, 0)  # off 0, len 0: to the end of the file
+        cs = (ctypes.c_uint64 * 5)()
+        if libc.syscall(ctypes.c_long(451), fd, rng, cs, 0) != 0:
+            return None
+        return cs[0]
+    finally:
+        os.close(fd)
+
+
+def drop_cache(path):
+    """posix_fadvise(DONTNEED) on the whole file (written back first); True if cachestat
+    confirms that at most a tenth of it stayed resident."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    pages = _cachestat_pages(path)
+    return pages is not None and pages * 4096 <= os.path.getsize(path) // 10
+
+
+def cold_download(srv, headers=None):
+    """Drops big.bin from the page cache and downloads it (or a range) while /plaintext runs
+    beside it; (status, sha256, bytes, [(seconds, status)] of the /plaintext requests)."""
+    if not drop_cache(BIG):
+        print("  (note: the page cache could not be confirmed dropped here)")
+    stop, lat = threading.Event(), []
+    t = threading.Thread(target=plaintext_latencies, args=(srv.port, stop, lat), daemon=True)
+    t.start()
+    try:
+        status, got_sha, n = download(srv.port, "/big.bin", extra_headers=headers)
+    finally:
+        stop.set()
+        t.join(10)
+    return status, got_sha, n, lat
+
+
+def cold_download_checks(srv, what, headers=None, lo=0, hi=None):
+    """The bytes of a cold download must be exact, and no /plaintext beside it may wait
+    100 ms. A ring thread that waited for the disk would do so on every attempt; a loaded
+    machine's scheduler may stall one: the latency bound gets a second attempt."""
+    sha = make_big()
+    want, size = sha, BIG_MB << 20
+    if headers:
+        with open(BIG, "rb") as f:
+            f.seek(lo)
+            want = hashlib.sha256(f.read(hi - lo + 1)).hexdigest()
+        size = hi - lo + 1
+    for attempt in (1, 2):
+        status, got_sha, n, lat = cold_download(srv, headers)
+        eq((status, n), (206 if headers else 200, size), what + ": status and size")
+        eq(got_sha, want, what + ": sha256")
+        check(lat, what + ": no /plaintext request completed meanwhile")
+        check(all(st == 200 for _, st in lat), what + ": a /plaintext failed")
+        ok, worst = latencies_ok(lat)
+        if ok:
+            return
+        print("  (attempt %d: /plaintext took %.0f ms beside %s)" % (attempt, worst * 1000,
+                                                                     what))
+    check(False, "%s: /plaintext took %.0f ms (%d requests), twice"
+          % (what, worst * 1000, len(lat)))
+
+
+def test_cold_file_served_while_plaintext_stays_fast():
+    srv = H.shared_server()
+    cold_download_checks(srv, "a cold 100 MiB file")
+    lo, hi = (37 << 20) + 5, (81 << 20) + 11
+    cold_download_checks(srv, "a cold range", [("Range", "bytes=%d-%d" % (lo, hi))], lo, hi)
 
 
 def keepalive_after_body(srv):
