@@ -62,9 +62,9 @@ typedef struct rh_config {
     uint16_t port;             /* 8080; 0 picks a free port (see rh_server_port) */
     unsigned threads;          /* rings; 0: one per online CPU */
     size_t max_body;           /* 413 above; default 1 MiB */
-    size_t max_header_size;    /* request line + headers; 431 above (414 for the URI); 8 KiB */
-    size_t max_uri;            /* 414 above; 4 KiB */
-    unsigned max_headers;      /* 431 above; 64 */
+    size_t max_header_size;    /* request line + headers; 431 above (414 for the URI); 12 KiB */
+    size_t max_uri;            /* 414 above; 8 KiB (at most max_header_size) */
+    unsigned max_headers;      /* 431 above; 100 (at most 128) */
     unsigned max_conns;        /* per ring; default 16384 */
     unsigned header_timeout_ms; /* whole request head; 408; default 10 s */
     unsigned body_timeout_ms;   /* between body reads; 408; default 30 s */

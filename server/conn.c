@@ -324,8 +324,12 @@ static void on_recv(struct rh_loop *loop, const struct io_uring_cqe *cqe)
             conn_take_input(c, bid, (uint32_t)cqe->res);
     } else if (cqe->res == 0) {
         c->flags |= C_PEER_EOF;
-        if ((c->flags & C_PAUSED) && !(c->flags & C_CLOSING)) {
-            conn_close(c); /* gone while its handler runs: cancel it, drop the answer */
+        /* A half-close (nc -N), not the client leaving: answers still go out, then it closes;
+         * only one merely waiting for a pool task or its ring timer is given up (nginx: 499) */
+        struct rh_req *r = c->req;
+        if ((c->flags & C_PAUSED) && r && !(r->flags & R_RESP_STARTED) &&
+            (r->offload || r->app_timer_fn) && !(c->flags & C_CLOSING)) {
+            conn_close(c);
             return;
         }
     } else if (cqe->res != -ENOBUFS && cqe->res != -ECANCELED && !(c->flags & C_CLOSING)) {
@@ -417,8 +421,8 @@ static void conn_on_drained(struct rh_conn *c)
             conn_close(c);
         return;
     }
-    if ((c->flags & C_PEER_EOF) && c->in_off == c->in_len) {
-        conn_close(c);
+    if ((c->flags & C_PEER_EOF) && c->in_off == c->in_len && !input_pending(c)) {
+        conn_close(c); /* half-closed, and every request before the EOF answered */
         return;
     }
     obuf_release(w, &c->wbuf);
@@ -586,9 +590,13 @@ void conn_process(struct rh_conn *c)
         c->flags |= C_WANT_RECV;
         conn_mark_dirty(c);
     }
-    if ((c->flags & C_PEER_EOF) && !c->req && c->in_off == c->in_len &&
-        !(c->flags & C_SEND_INFLIGHT) && c->pbuf.len == 0 && c->phase != PH_LINGER)
+    bool unsent = (c->flags & C_SEND_INFLIGHT) || c->pbuf.len != 0;
+    bool input_left = c->in_off != c->in_len || input_pending(c);
+    if ((c->flags & C_PEER_EOF) && !c->req && !input_left && !unsent && c->phase != PH_LINGER)
         conn_close(c);
+    else if ((c->flags & C_PEER_EOF) && (c->phase == PH_HEAD || c->phase == PH_BODY) &&
+             !input_left && !unsent)
+        conn_close(c); /* half-closed inside a request: it can never complete */
 }
 
 /* ---- open and close ---- */

@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ctx/ctx.h"
 #include "pool/pool.h"
@@ -106,6 +107,7 @@ struct rh_conn {
     uint32_t flags;
     enum rh_phase phase;
     llhttp_t parser;
+    uint8_t head_scan; /* parse.c: line state of the head being read (bare CR, obs-fold) */
     struct rh_req *req; /* the request being read or handled (at most one: see C_PAUSED) */
 
     char *in; /* RH_IN_BLOCK from the worker's free list while bytes are pending */
@@ -181,6 +183,11 @@ struct rh_req {
     uint8_t method_id, http_minor;
     uint8_t host_count, nparams;
     uint16_t nheaders;
+    struct {              /* body.c: the body's framing, read by us, not llhttp */
+        uint64_t left;    /* bytes of the current chunk (or of the body) still to come */
+        uint32_t line;    /* bytes of the current chunk-size line, or of the trailers */
+        uint8_t state;    /* 0: no body being read */
+    } framing;
     struct rh_hdr headers[RH_MAX_HEADERS_CAP];
     struct {
         const char *name; /* the route's, static */
@@ -366,6 +373,17 @@ unsigned starved_free_buffers(const struct rh_worker *w);
 void parse_conn_init(struct rh_conn *c);
 int parse_execute(struct rh_conn *c); /* parses from c->in_off; see parse.c */
 int parse_error_status(struct rh_conn *c, int err);
+/* RFC 9110 tchar: the bytes of a token (a method, a field name). */
+static inline bool parse_is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/* body.c: reads the body of c->req from c->in_off (Content-Length or chunked). Returns 0
+ * (consumed what there was; *done when the body is complete) or an HTTP status. */
+void body_begin(struct rh_req *req);
+int body_read(struct rh_conn *c, bool *done);
 
 /* request.c */
 struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c);

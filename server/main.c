@@ -23,7 +23,7 @@ static void usage(FILE *out)
             "  --splice-min BYTES   splice file bodies this long or longer (default 32768)\n"
             "  --no-sendfile        file bodies through io-wq even when pages are resident\n"
             "  --max-body BYTES     largest request body (default 1048576)\n"
-            "  --max-header BYTES   largest request head (default 8192)\n"
+            "  --max-header BYTES   largest request head (default 12288)\n"
             "  --max-conns N        connections per ring (default 16384)\n"
             "  --header-timeout MS  whole request head (default 10000)\n"
             "  --body-timeout MS    between body reads (default 30000)\n"

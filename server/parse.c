@@ -1,6 +1,9 @@
 /* llhttp glue: callbacks record the request as slices of the connection's input buffer (no
- * per-header allocation), enforce the limits, and pause the parser at each message end so the
- * handler runs outside llhttp. Errors become HTTP statuses here and nowhere else. */
+ * per-header allocation), enforce the limits, and pause the parser at each head's end; the
+ * body is read by body.c and the handler runs outside llhttp. Before llhttp sees a head's
+ * bytes, their line structure is checked here (llhttp 8.1.0 takes a CR followed by any byte
+ * as a line end in places, and folds continuation lines into Content-Length). Errors
+ * become HTTP statuses here and nowhere else. */
 #include <errno.h>
 #include <mimalloc.h>
 #include <string.h>
@@ -72,8 +75,6 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
-static bool is_tchar(unsigned char ch);
-
 /* llhttp 8.1.0 lets through names with spaces ("X Y", "X "), and empty names: a proxy in
  * front of us may read those differently, so they are refused (RFC 9112 5.1). */
 static bool valid_name(const char *s, uint32_t len)
@@ -81,7 +82,7 @@ static bool valid_name(const char *s, uint32_t len)
     if (len == 0)
         return false;
     for (uint32_t i = 0; i < len; i++)
-        if (!is_tchar((unsigned char)s[i]))
+        if (!parse_is_tchar((unsigned char)s[i]))
             return false;
     return true;
 }
@@ -109,7 +110,8 @@ static bool valid_value(const char *s, uint32_t len)
 }
 
 /* We decode chunked and nothing else: any other coding is 501, not a body passed on
- * still encoded. */
+ * still encoded. (A Transfer-Encoding header makes the body chunked whatever llhttp made
+ * of its value: see on_headers_complete.) */
 static bool only_chunked(const char *v, uint32_t len)
 {
     return len == 7 && strncasecmp(v, "chunked", 7) == 0;
@@ -127,6 +129,45 @@ static bool name_is(const struct rh_req *r, struct rh_slice s, const char *name,
     return s.len == n && strncasecmp(req_ptr(r, s), name, n) == 0;
 }
 
+static bool is_reg_name_char(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("-._~%!$&'()*+,;=", ch));
+}
+
+static bool is_ip6_char(unsigned char ch)
+{
+    return (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f') ||
+           ch == ':' || ch == '.';
+}
+
+/* Host = uri-host [ ":" port ] (RFC 9112 3.2, RFC 3986 3.2.2): a reg-name or an IP literal
+ * in brackets, then digits. No '/', space, '@' or path: a handler or a proxy behind us may
+ * build URLs or paths from it. Empty labels ("a..b") are refused too, as nginx does. The
+ * empty value RFC 9112 allows stays allowed. */
+static bool valid_host(const char *s, uint32_t len)
+{
+    uint32_t i = 0;
+    if (len && s[0] == '[') { /* an IPv6 address (no IPvFuture, no zone) */
+        for (i = 1; i < len && s[i] != ']'; i++)
+            if (!is_ip6_char((unsigned char)s[i]))
+                return false;
+        if (i == len || !memchr(s + 1, ':', i - 1))
+            return false;
+        i++;
+    } else {
+        for (; i < len && s[i] != ':'; i++)
+            if (!is_reg_name_char((unsigned char)s[i]) || (s[i] == '.' && i && s[i - 1] == '.'))
+                return false;
+    }
+    if (i < len && s[i++] != ':')
+        return false;
+    for (; i < len; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return true;
+}
+
 static int on_header_value_complete(llhttp_t *p)
 {
     struct rh_req *r = conn_of_parser(p)->req;
@@ -136,11 +177,17 @@ static int on_header_value_complete(llhttp_t *p)
         h->value.len--; /* llhttp drops leading whitespace, not trailing */
     if (!valid_value(v, h->value.len))
         return fail(r, 400);
-    if (name_is(r, h->name, "transfer-encoding", 17) && !only_chunked(v, h->value.len))
-        return fail(r, 501);
-    if (name_is(r, h->name, "host", 4))
+    if (name_is(r, h->name, "transfer-encoding", 17)) {
+        if (p->http_minor == 0) /* RFC 9112 6.1: the framing of a 1.0 message is unsure */
+            return fail(r, 400);
+        if (!only_chunked(v, h->value.len))
+            return fail(r, 501);
+    }
+    if (name_is(r, h->name, "host", 4)) {
+        if (!valid_host(v, h->value.len))
+            return fail(r, 400);
         r->host_count++;
-    else if (name_is(r, h->name, "expect", 6)) {
+    } else if (name_is(r, h->name, "expect", 6)) {
         if (h->value.len == 12 && strncasecmp(v, "100-continue", 12) == 0)
             r->flags |= R_EXPECT_CONTINUE;
         else
@@ -163,6 +210,16 @@ static bool method_supported(uint8_t m)
     }
 }
 
+/* A second Transfer-Encoding field: llhttp refuses it only when the first said chunked in
+ * a form it recognises ("chunked\t" it does not), so count them ourselves. */
+static unsigned count_te(const struct rh_req *r)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < r->nheaders; i++)
+        n += name_is(r, r->headers[i].name, "transfer-encoding", 17);
+    return n;
+}
+
 static int check_head(struct rh_conn *c, struct rh_req *r, llhttp_t *p)
 {
     const rh_config *cfg = &c->w->srv->cfg;
@@ -178,6 +235,8 @@ static int check_head(struct rh_conn *c, struct rh_req *r, llhttp_t *p)
     if (p->http_minor == 1 && r->host_count != 1)
         return 400;
     if (r->host_count > 1)
+        return 400;
+    if ((p->flags & F_TRANSFER_ENCODING) && (p->http_minor == 0 || count_te(r) > 1))
         return 400;
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > cfg->max_body)
         return 413;
@@ -224,7 +283,7 @@ static int on_headers_complete(llhttp_t *p)
     r->http_minor = p->http_minor;
     if (p->method == HTTP_HEAD)
         r->flags |= R_HEAD;
-    if (p->flags & F_CHUNKED)
+    if (p->flags & F_TRANSFER_ENCODING) /* its value was checked: chunked, nothing else */
         r->flags |= R_CHUNKED;
     r->content_length = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
     locate_path(r);
@@ -235,53 +294,15 @@ static int on_headers_complete(llhttp_t *p)
         if ((r->flags & R_EXPECT_CONTINUE) && r->http_minor == 1)
             send_continue(c);
     }
-    return 0;
-}
-
-static int body_grow(struct rh_req *r, size_t need, size_t max)
-{
-    if (need <= r->body_cap)
-        return 0;
-    size_t cap = r->body_cap ? r->body_cap : 4096;
-    if (r->content_length && r->content_length <= max)
-        cap = r->content_length; /* known size: one allocation */
-    while (cap < need)
-        cap *= 2;
-    if (cap > max)
-        cap = max;
-    char *nb = mi_realloc(r->body_buf, cap); /* owner: the request; freed in req_end */
-    if (!nb)
-        return -ENOMEM;
-    r->body_buf = nb;
-    r->body_cap = cap;
-    return 0;
-}
-
-static int on_body(llhttp_t *p, const char *at, size_t len)
-{
-    struct rh_conn *c = conn_of_parser(p);
-    struct rh_req *r = c->req;
-    size_t max = c->w->srv->cfg.max_body;
-    if (r->body_len + len > max)
-        return fail(r, 413);
-    if (r->body_len == 0 && !(r->flags & R_CHUNKED) && len == r->content_length &&
-        !r->head_copy) {
-        r->body_inline = (struct rh_slice){req_off(r, at), (uint32_t)len};
-        r->flags |= R_BODY_INLINE; /* the whole body in one piece: no copy */
-        r->body_len = len;
-        return 0;
-    }
-    if (body_grow(r, r->body_len + len, max) < 0)
-        return fail(r, 503);
-    memcpy(r->body_buf + r->body_len, at, len);
-    r->body_len += len;
-    return 0;
+    return 1; /* "no body" to llhttp: it stops here and body.c reads the body */
 }
 
 static int on_message_complete(llhttp_t *p)
 {
     struct rh_req *r = conn_of_parser(p)->req;
-    if (llhttp_should_keep_alive(p))
+    /* "close" anywhere in Connection wins: llhttp keeps a 1.0 connection that also says
+     * keep-alive ("keep-alive, close") */
+    if (llhttp_should_keep_alive(p) && !(p->flags & F_CONNECTION_CLOSE))
         r->flags |= R_KEEP_ALIVE;
     return HPE_PAUSED; /* the handler runs outside llhttp: see parse_execute */
 }
@@ -295,7 +316,6 @@ static llhttp_settings_t settings = {
     .on_header_value = on_header_value,
     .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
     .on_message_complete = on_message_complete,
 };
 
@@ -303,12 +323,6 @@ void parse_conn_init(struct rh_conn *c)
 {
     llhttp_init(&c->parser, HTTP_REQUEST, &settings);
     c->parser.data = c;
-}
-
-static bool is_tchar(unsigned char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch && strchr("!#$%&'*+-.^_`|~", ch));
 }
 
 static const char *skip_while(const char *q, const char *end, bool (*ok)(unsigned char))
@@ -326,7 +340,7 @@ static bool is_digit(unsigned char ch) { return ch >= '0' && ch <= '9'; }
  * checked here: TOKEN SP target SP HTTP/d.d CRLF, all of it already received. */
 static int status_for_bad_method(const char *start, const char *end)
 {
-    const char *q = skip_while(start, end, is_tchar);
+    const char *q = skip_while(start, end, parse_is_tchar);
     if (q == start || q == end || *q++ != ' ')
         return 400;
     const char *t = skip_while(q, end, is_target_char);
@@ -368,21 +382,108 @@ static int check_head_size(struct rh_conn *c)
     return r->nheaders == 0 && !(r->flags & R_FIELD_OPEN) ? 414 : 431;
 }
 
+/* What the next byte of a head must be, between llhttp calls (c->head_scan). */
+enum {
+    HS_CR = 1, /* the last byte was CR: LF must follow */
+    HS_LF = 2, /* a CRLF just ended a line: no SP or HTAB may follow */
+};
+
+/* Checks a head's line structure before llhttp sees it: a CR must be followed by LF, and no
+ * line may start with SP or HTAB (obs-fold, RFC 9112 5.2, refused everywhere: llhttp would
+ * apply a folded Content-Length). Returns how many bytes may go to llhttp: up to the first
+ * bad byte (*bad), or up to the first empty line (the head's end in the usual case; llhttp
+ * decides where the head really ends, and bytes past its end are the body's), or all. A
+ * bare LF is left to llhttp, which refuses it anywhere a fold could follow. */
+static size_t head_scan(uint8_t *state, const char *p, size_t n, bool *bad)
+{
+    size_t i = 0;
+    if (n && *state == HS_CR) {
+        if (p[0] != '\n')
+            goto refuse;
+        i = 1;
+        *state = HS_LF;
+    }
+    if (i < n && *state == HS_LF && (p[i] == ' ' || p[i] == '\t'))
+        goto refuse;
+    *state = 0;
+    while (i < n) {
+        const char *cr = memchr(p + i, '\r', n - i);
+        if (!cr)
+            return n;
+        size_t k = (size_t)(cr - p);
+        if (k + 1 == n) {
+            *state = HS_CR;
+            return n;
+        }
+        i = k + 1;
+        if (p[i] != '\n')
+            goto refuse;
+        if (++i == n) {
+            *state = HS_LF;
+            return n;
+        }
+        if (p[i] == ' ' || p[i] == '\t')
+            goto refuse;
+        if (i + 1 < n && p[i] == '\r' && p[i + 1] == '\n')
+            return i + 2; /* an empty line */
+    }
+    return n;
+refuse:
+    *bad = true;
+    return i;
+}
+
+/* The head is in: read its body (body.c, from the next parse_execute on), or run the
+ * handler now. */
+static void head_done(struct rh_conn *c)
+{
+    struct rh_req *r = c->req;
+    if ((r->flags & R_CHUNKED) || r->content_length > 0)
+        body_begin(r);
+    else
+        req_dispatch(r);
+}
+
+static int body_execute(struct rh_conn *c)
+{
+    bool done = false;
+    int status = body_read(c, &done);
+    if (status) {
+        c->in_off = c->in_len; /* nothing after a framing error is trusted */
+        return status;
+    }
+    if (done)
+        req_dispatch(c->req);
+    return 0;
+}
+
 /* Parses from c->in_off. Returns 0, or an HTTP status to fail the connection with. Runs the
- * handler when a message completes (the parser pauses there). */
+ * handler when a request is complete: llhttp pauses at each head's end, body.c reads the
+ * body. */
 int parse_execute(struct rh_conn *c)
 {
+    if (c->req && c->req->framing.state)
+        return body_execute(c);
     const char *start = c->in + c->in_off;
-    size_t len = c->in_len - c->in_off;
+    bool bad = false;
+    size_t len = head_scan(&c->head_scan, start, c->in_len - c->in_off, &bad);
     llhttp_errno_t err = llhttp_execute(&c->parser, start, len);
     if (err == HPE_OK) {
-        c->in_off = c->in_len;
-        return check_head_size(c);
+        c->in_off += (uint32_t)len;
+        int status = check_head_size(c);
+        if (status)
+            return status;
+        if (bad) { /* inside the head: llhttp did not stop before the bad byte */
+            c->in_off = c->in_len;
+            return 400;
+        }
+        return 0;
     }
     if (err == HPE_PAUSED) {
         c->in_off += (uint32_t)(llhttp_get_error_pos(&c->parser) - start);
         llhttp_resume(&c->parser);
-        req_dispatch(c->req);
+        c->head_scan = 0;
+        head_done(c);
         return 0;
     }
     int status = parse_error_status(c, err);

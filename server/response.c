@@ -160,12 +160,15 @@ static bool status_has_body(int status)
     return status >= 200 && status != 204 && status != 304;
 }
 
-/* Whether the connection closes after this response. */
+/* Whether the connection closes after this response. After a half-close, requests the
+ * client sent before it are still answered: the last one closes. */
 static bool resp_closes(const struct rh_req *r)
 {
     const struct rh_conn *c = r->conn;
-    return !(r->flags & R_KEEP_ALIVE) || (c->flags & C_PEER_EOF) || r->w->draining ||
-           r->w->grace || /* stopping: retire kept-alive connections (drain.c) */
+    bool input_left = c->in_off != c->in_len || c->held_head != RH_NO_BUF ||
+                      c->spill_off != c->spill_len;
+    return !(r->flags & R_KEEP_ALIVE) || ((c->flags & C_PEER_EOF) && !input_left) ||
+           r->w->draining || r->w->grace || /* stopping: retire kept-alive connections (drain.c) */
            (r->flags & R_RESP_CLOSE_DELIMITED);
 }
 

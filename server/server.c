@@ -20,9 +20,9 @@ void rh_config_init(rh_config *cfg)
     cfg->host = "127.0.0.1";
     cfg->port = 8080;
     cfg->max_body = 1u << 20;
-    cfg->max_header_size = 8192;
-    cfg->max_uri = 4096;
-    cfg->max_headers = 64;
+    cfg->max_header_size = 12288; /* an 8 KiB target and a few KiB of fields; fits RH_IN_BLOCK */
+    cfg->max_uri = 8192;          /* as nginx (large_client_header_buffers 8k) */
+    cfg->max_headers = 100;       /* the common limit (nginx has none but the head size) */
     cfg->max_conns = 16384;
     cfg->header_timeout_ms = 10000;
     cfg->body_timeout_ms = 30000;
@@ -44,9 +44,10 @@ static int check_config(rh_config *cfg)
     if (cfg->max_headers > RH_MAX_HEADERS_CAP)
         cfg->max_headers = RH_MAX_HEADERS_CAP;
     /* The head must fit the input block together with one recv's worth of data. */
-    if (cfg->max_header_size + cfg->recv_buffer_size > RH_IN_BLOCK ||
-        cfg->max_uri > cfg->max_header_size)
+    if (cfg->max_header_size + cfg->recv_buffer_size > RH_IN_BLOCK)
         return -EINVAL;
+    if (cfg->max_uri > cfg->max_header_size) /* the target is part of the head */
+        cfg->max_uri = cfg->max_header_size;
     if (cfg->listen_fds_count > RH_MAX_LISTEN_FDS || (cfg->listen_fds_count && !cfg->listen_fds))
         return -EINVAL;
     if (cfg->recv_buffers == 0 || (cfg->recv_buffers & (cfg->recv_buffers - 1)) ||

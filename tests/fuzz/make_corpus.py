@@ -114,6 +114,25 @@ SEEDS = {
     "runs_graceful_stop": (ctrl(",", sched="@@@`@@@@`@"),
                            f"GET /slow HTTP/1.1\r\n{H}\r\n" + SEP + f"GET / HTTP/1.1\r\n{H}\r\n" * 3
                            + SEP + f"POST /park HTTP/1.1\r\n{H}Content-Length: 2\r\n\r\n{TAG}{TAG}"),
+    # issue 10's smuggling and RFC 9112 cases (body.c reads chunked framing, parse.c's head_scan)
+    "chunk_ext_valued_trailers": (ctrl(sched="BCDEFGHIJK"),
+                                  f"POST /echo HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\n"
+                                  '3 ;a=b;c="d;e"\r\nabc\r\n0;z\r\nX-T: v\r\n\r\n'
+                                  f"GET / HTTP/1.1\r\n{H}\r\n"),
+    "chunk_bare_cr_smuggle": (ctrl(sched="ABABABABAB"),
+                              f"POST /echo HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\n"
+                              f"5\rXhello\r\n0\r\n\rXGET /smuggled HTTP/1.1\r\n{H}\r\n"),
+    "chunk_data_no_crlf": (DEFAULT, f"POST /echo HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\n"
+                           f"5\r\nhelloXX0\r\n\r\nGET /smuggled HTTP/1.1\r\n{H}\r\n"),
+    "chunk_size_huge": (ctrl("B", limits="zzzz"), f"POST /echo HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\n"
+                        "ffffffffffffffff\r\n"),
+    "obs_fold_framing": (DEFAULT, f"POST /echo HTTP/1.1\r\n{H}Content-Length:\r\n 3\r\n\r\nabc"
+                         f"POST /echo HTTP/1.1\r\n{H}Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n"),
+    "te_http10_close_wins": (ctrl("A"), "GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"
+                             "POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    "bad_hosts": (DEFAULT, "GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\nGET / HTTP/1.1\r\nHost: a/b\r\n\r\n"),
+    "half_close_pipelined": (ctrl(sched="@@@@@@@@@@"), f"GET /big HTTP/1.1\r\n{H}\r\nPOST /echo HTTP/1.1\r\n{H}"
+                             "Content-Length: 2\r\n\r\nokGET /park HTTP/1.1\r\n" + H + "\r\nPOST /echo HTTP/1.1\r\n"),
 }
 
 here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")

@@ -65,24 +65,25 @@ def expect_ok(raw, what=None):
 
 # ---- the request line ----
 
-def test_uri_over_4096_is_414():
-    expect_error(request("GET", "/" + "a" * 5000), 414)
+def test_uri_over_8192_is_414():
+    expect_error(request("GET", "/" + "a" * 8200), 414)
 
 
 def test_uri_far_over_head_limit_is_414():
     expect_error(request("GET", "/plaintext?" + "q" * 20000), 414)
 
 
-def test_uri_over_4096_sent_in_pieces_is_414():
-    raw = request("GET", "/" + "b" * 6000)
-    expect_error(raw, 414, "6000-byte URI in 500-byte pieces",
+def test_uri_over_8192_sent_in_pieces_is_414():
+    raw = request("GET", "/" + "b" * 9000)
+    expect_error(raw, 414, "9000-byte URI in 500-byte pieces",
                  send_pieces=lambda r: [r[i:i + 500] for i in range(0, len(r), 500)])
 
 
-def test_uri_of_exactly_4096_is_accepted():
-    uri = "/plaintext?" + "a" * (4096 - len("/plaintext?"))
-    eq(len(uri), 4096, "uri length")
-    r = expect_ok(request("GET", uri), "4096-byte URI")
+def test_uri_of_exactly_8192_is_accepted():
+    # nginx's default (large_client_header_buffers 4 8k) takes an 8 KiB target
+    uri = "/plaintext?" + "a" * (8192 - len("/plaintext?"))
+    eq(len(uri), 8192, "uri length")
+    r = expect_ok(request("GET", uri), "8192-byte URI")
     eq(r.body, b"Hello, World!", "body")
 
 
@@ -134,23 +135,23 @@ def test_control_char_in_uri_is_400():
 
 # ---- headers ----
 
-def test_head_over_8192_in_one_write_is_431():
-    # one header that takes the head past 8192 bytes, all sent at once
-    expect_error(request("GET", "/plaintext", [("X-Big", "v" * 9000)]), 431)
+def test_head_over_12288_in_one_write_is_431():
+    # one header that takes the head past 12288 bytes, all sent at once
+    expect_error(request("GET", "/plaintext", [("X-Big", "v" * 12400)]), 431)
 
 
-def test_head_of_many_headers_over_8192_in_one_write_is_431():
-    hdrs = [("X-H%02d" % i, "h" * 200) for i in range(45)]  # 45 headers, ~9.5 KB
+def test_head_of_many_headers_over_12288_in_one_write_is_431():
+    hdrs = [("X-H%02d" % i, "h" * 300) for i in range(45)]  # 45 headers, ~14 KB
     expect_error(request("GET", "/plaintext", hdrs), 431)
 
 
-def test_head_of_12000_bytes_in_one_write_is_431():
-    expect_error(request("GET", "/plaintext", [("X-Big", "v" * 12000)]), 431)
+def test_head_of_16000_bytes_in_one_write_is_431():
+    expect_error(request("GET", "/plaintext", [("X-Big", "v" * 16000)]), 431)
 
 
-def test_head_over_8192_sent_slowly_is_431():
-    raw = request("GET", "/plaintext", [("X-Big", "v" * 9000)])
-    expect_error(raw, 431, "9 KB head in 1 KB pieces",
+def test_head_over_12288_sent_slowly_is_431():
+    raw = request("GET", "/plaintext", [("X-Big", "v" * 13000)])
+    expect_error(raw, 431, "13 KB head in 1 KB pieces",
                  send_pieces=lambda r: [r[i:i + 1000] for i in range(0, len(r), 1000)])
 
 
@@ -159,20 +160,26 @@ def test_endless_header_is_431():
     expect_error(b"GET / HTTP/1.1\r\nHost: x\r\nX-Endless: " + b"z" * 60000, 431)
 
 
-def test_head_under_8192_is_accepted():
-    raw = request("GET", "/plaintext", [("X-Big", "v" * 7900)])
-    check(len(raw) < 8192, "head size %d" % len(raw))
+def test_head_under_12288_is_accepted():
+    raw = request("GET", "/plaintext", [("X-Big", "v" * 12000)])
+    check(len(raw) < 12288, "head size %d" % len(raw))
     expect_ok(raw, "%d-byte head" % len(raw))
 
 
-def test_65_headers_is_431():
-    hdrs = [("X-N%d" % i, "v") for i in range(64)]  # + Host = 65
+def test_8192_target_with_headers_is_accepted():
+    uri = "/plaintext?" + "t" * (8192 - len("/plaintext?"))
+    expect_ok(request("GET", uri, [("X-N%d" % i, "v" * 20) for i in range(60)]),
+              "8 KiB target and 60 headers")
+
+
+def test_101_headers_is_431():
+    hdrs = [("X-N%d" % i, "v") for i in range(100)]  # + Host = 101
     expect_error(request("GET", "/plaintext", hdrs), 431)
 
 
-def test_64_headers_is_accepted():
-    hdrs = [("X-N%d" % i, "v") for i in range(63)]  # + Host = 64
-    expect_ok(request("GET", "/plaintext", hdrs), "64 headers")
+def test_100_headers_is_accepted():
+    hdrs = [("X-N%d" % i, "v") for i in range(99)]  # + Host = 100
+    expect_ok(request("GET", "/plaintext", hdrs), "100 headers")
 
 
 def test_missing_host_http11_is_400():

@@ -391,14 +391,14 @@ static void errors_go_through_the_handler(void **state)
     assert_true(rh_test_header(&resp, "Allow", allow, sizeof(allow)) > 0); /* still set */
     req("G(T", "/echo/x", NULL, NULL, 0);
     assert_app_error(400);
-    char big[6000];
+    char big[9000]; /* over the 8 KiB target limit */
     memset(big, 'a', sizeof(big) - 1);
     big[0] = '/';
     big[sizeof(big) - 1] = 0;
     get(big, NULL);
     assert_app_error(414);
-    char hdr[9000];
-    snprintf(hdr, sizeof(hdr), "X-Big: %08990d\r\n", 0);
+    char hdr[13000]; /* over the 12 KiB head limit */
+    snprintf(hdr, sizeof(hdr), "X-Big: %012990d\r\n", 0);
     get("/echo/x", hdr);
     assert_app_error(431);
     char body[2000] = {0};

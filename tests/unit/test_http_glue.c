@@ -180,6 +180,57 @@ static void test_chunked_body_split(void **state)
     }
 }
 
+static int status_of(const char *out)
+{
+    int st = 0;
+    return sscanf(out, "HTTP/1.1 %d", &st) == 1 ? st : -1;
+}
+
+/* The framing checks carry their state across reads: each case split at every byte gives
+ * the same answer, and nothing after a framing error is answered (regressions, issue 10). */
+static void test_framing_split_everywhere(void **state)
+{
+    static const struct {
+        const char *req;
+        const char *want; /* in the output; NULL: one 400 and nothing else */
+    } cases[] = {
+        {"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "3 ;a=b;c=\"d;e\"\r\nabc\r\n2\r\n\r\r\r\n0;x\r\nT: v\r\n\r\n", "abc\r\r"},
+        {"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n\r\n \rGET /p HTTP/1.1\r\n"
+         "Host: a\r\n\r\n", "Hello"},
+        {"GET /p HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\nGET /p HTTP/1.1\r\nHost: a\r\n\r\n", NULL},
+        /* what llhttp 8.1.0 alone lets through: head_scan's part */
+        {"GET /p HTTP/1.1\r\nHost: a\r\n\rXGET /p HTTP/1.1\r\nHost: a\r\n\r\n", NULL},
+        {"GET /p HTTP/1.1\r\nHost: a\r\nX:\rY: b\r\n\r\nGET /p HTTP/1.1\r\nHost: a\r\n\r\n", NULL},
+        {"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n 3\r\n\r\nabc"
+         "GET /p HTTP/1.1\r\nHost: a\r\n\r\n", NULL},
+        {"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\tchunked\r\n\r\n0\r\n\r\n"
+         "GET /p HTTP/1.1\r\nHost: a\r\n\r\n", NULL},
+        {"GET /p HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\nGET /p HTTP/1.1\r\nHost: a\r\n\r\n", NULL},
+        {"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "3\r\nabc\r\n0\r\n\rGET /p HTTP/1.1\r\nHost: a\r\n\r\n", NULL},
+        {"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "3\r\nabcGET /p HTTP/1.1\r\nHost: a\r\n\r\n", NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t n = strlen(cases[i].req);
+        for (size_t cut = 1; cut < n; cut++) {
+            struct fake *f = new_fake(NULL);
+            fake_feed(f, cases[i].req, cut);
+            if (!(f->c.flags & C_CLOSE_AFTER_SEND))
+                fake_feed(f, cases[i].req + cut, n - cut);
+            const char *out = fake_out(f);
+            if (cases[i].want) {
+                assert_non_null(strstr(out, cases[i].want));
+            } else {
+                if (status_of(out) != 400 || count_of(out, "HTTP/1.1") != 1)
+                    fail_msg("case %zu cut %zu: [%.60s]", i, cut, out);
+            }
+            done(f);
+        }
+    }
+}
+
 /* A body far larger than the input buffer streams through it (the head is copied out). */
 static void test_large_body_streams_through(void **state)
 {
@@ -221,11 +272,6 @@ static void test_suspended_handler_holds_pipeline(void **state)
     done(f);
 }
 
-static int status_of(const char *out)
-{
-    int st = 0;
-    return sscanf(out, "HTTP/1.1 %d", &st) == 1 ? st : -1;
-}
 
 /* Past 256 KiB of queued output the connection parses no further; once the output has
  * drained below 64 KiB it goes on (the unanswered requests wait in the input buffer). */
@@ -355,6 +401,7 @@ static void test_handler_deadline_zero_is_none(void **state)
 
 
 static void small_body(rh_config *c) { c->max_body = 10; }
+static void no_body_limit(rh_config *c) { c->max_body = SIZE_MAX; }
 
 static void expect_status(const char *req, size_t len, int status, void (*tweak)(rh_config *))
 {
@@ -394,19 +441,37 @@ static void test_error_statuses(void **state)
     EXPECT("POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n", 400);
     EXPECT("GET /p HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", 400);         /* bare CR */
     EXPECT("GET /p HTTP/1.1\r\nHost: a\r\nX: a\x7f" "b\r\n\r\n", 400);    /* DEL */
+    /* Issue 10's smuggling and RFC 9112 cases (each was served, or hung). */
+    EXPECT("GET /p HTTP/1.1\r\nHost: a/b\r\n\r\n", 400);                /* Host path */
+    EXPECT("GET /p HTTP/1.1\r\nHost: a b\r\n\r\n", 400);
+    EXPECT("POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400);
+    EXPECT("POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+           "5\r\nhelloXX0\r\n\r\n", 400);                                 /* data, no CRLF */
+    EXPECT("POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+           "5\rXhello\r\n0\r\n\r\n", 400);                               /* bare CR: size */
+    EXPECT("POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+           "0\r\n\rXGET / HTTP/1.1\r\n\r\n", 400);                        /* ... last CRLF */
+    EXPECT("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n 3\r\n\r\nabc", 400);
+    EXPECT("POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n chunked\r\n\r\n", 400);
+    EXPECT("POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+           "ffffffffffffffff\r\n", 413);                                   /* at once */
+    EXPECT("GET /p HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", 200);
     static const char big[] = "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n";
     expect_status(big, sizeof(big) - 1, 413, small_body);
+    static const char ovf[] = "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              "10000000000000000\r\n"; /* 2^64: over any limit, 400 */
+    expect_status(ovf, sizeof(ovf) - 1, 400, no_body_limit);
 }
 
 static void test_uri_and_header_limits(void **state)
 {
-    char buf[12000];
-    int n = snprintf(buf, sizeof(buf), "GET /%0*d HTTP/1.1\r\nHost: a\r\n\r\n", 5000, 0);
+    char buf[14000];
+    int n = snprintf(buf, sizeof(buf), "GET /%0*d HTTP/1.1\r\nHost: a\r\n\r\n", 8200, 0);
     expect_status(buf, (size_t)n, 414, NULL);
-    n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: a\r\nX: %0*d\r\n\r\n", 9000, 0);
+    n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: a\r\nX: %0*d\r\n\r\n", 12300, 0);
     expect_status(buf, (size_t)n, 431, NULL);
     size_t len = (size_t)snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: a\r\n");
-    for (int i = 0; i < 70; i++)
+    for (int i = 0; i < 100; i++)
         len += (size_t)snprintf(buf + len, sizeof(buf) - len, "X-%d: v\r\n", i);
     len += (size_t)snprintf(buf + len, sizeof(buf) - len, "\r\n");
     expect_status(buf, len, 431, NULL);
@@ -522,6 +587,7 @@ int main(void)
         cmocka_unit_test(test_accessors),
         cmocka_unit_test(test_head_has_no_body),
         cmocka_unit_test(test_chunked_body_split),
+        cmocka_unit_test(test_framing_split_everywhere),
         cmocka_unit_test(test_large_body_streams_through),
         cmocka_unit_test(test_suspended_handler_holds_pipeline),
         cmocka_unit_test(test_output_backpressure_stops_parsing),
