@@ -68,6 +68,9 @@ typedef struct rh_config {
     unsigned max_conns;        /* per ring; default 16384 */
     unsigned header_timeout_ms; /* whole request head; 408; default 10 s */
     unsigned body_timeout_ms;   /* between body reads; 408; default 30 s */
+    unsigned min_body_rate;     /* bytes/s a request body must average over each window of
+                                 * body_rate_window_ms, else 408; default 500; 0: off */
+    unsigned body_rate_window_ms; /* default 10 s */
     unsigned idle_timeout_ms;   /* keep-alive idle; close; default 60 s */
     unsigned write_timeout_ms;  /* a send that makes no progress; close; default 30 s */
     unsigned handler_timeout_ms; /* a request not answered this long after dispatch gets 500

@@ -170,6 +170,8 @@ static void conn_arm_timer(struct rh_conn *c, unsigned ms)
 void conn_arm_phase_deadline(struct rh_conn *c, unsigned ms)
 {
     c->phase_deadline_ms = c->w->loop.now_ms + ms;
+    if (c->phase == PH_BODY) /* the minimum body rate's window may end first */
+        c->phase_deadline_ms = body_rate_deadline(c, c->phase_deadline_ms);
     if (!(c->flags & C_SEND_INFLIGHT)) /* else the write timeout runs; restored after */
         rh_timer_arm(&c->w->loop.wheel, &c->timer, c->phase_deadline_ms);
 }
@@ -191,19 +193,39 @@ static void restore_phase_timer(struct rh_conn *c)
         rh_timer_cancel(&c->w->loop.wheel, &c->timer);
 }
 
+/* A closing connection waits for its send's final completion (the kernel reads our buffer
+ * until then). It was cancelled when the close began, so it comes back at once; if it has
+ * not within close_wait_ms(), the kernel dropped it (CQ overflow it could not keep): stop
+ * waiting rather than hold the slot for ever. */
+static void close_wait_expired(struct rh_conn *c)
+{
+    if (!conn_live(c) || !(c->flags & C_SEND_INFLIGHT))
+        return;
+    c->flags &= ~C_SEND_INFLIGHT;
+    struct rh_worker *w = c->w;
+    conn_finish_close(c);
+    stat_add(&w->stats.close_forced, 1); /* after: a reader seeing it sees the slot free */
+}
+
 static void conn_on_timer(struct rh_timer *t)
 {
     struct rh_conn *c = (struct rh_conn *)((char *)t - offsetof(struct rh_conn, timer));
-    if (c->flags & C_CLOSING)
+    if (c->flags & C_CLOSING) {
+        close_wait_expired(c);
         return;
+    }
     /* no progress for write_timeout: give up (C_FILE_INFLIGHT: a static body, static.c) */
     if (c->flags & (C_SEND_INFLIGHT | C_FILE_INFLIGHT)) {
         conn_close(c);
         return;
     }
     switch (c->phase) {
-    case PH_HEAD:
     case PH_BODY:
+        if (body_rate_timer(c))
+            return; /* a rate window passed with enough bytes: the next one runs */
+        conn_fail(c, 408);
+        return;
+    case PH_HEAD:
         conn_fail(c, 408);
         return;
     case PH_HANDLER:
@@ -231,12 +253,23 @@ static void arm_recv(struct rh_conn *c)
     c->flags &= ~(C_WANT_RECV | C_READ_STOPPED);
 }
 
-static void cancel_ops(struct rh_conn *c)
+/* Ends the connection's socket ops for a close without IORING_OP_ASYNC_CANCEL: on this
+ * kernel a cancel walks every armed poll request of the ring (by fd or by user_data alike),
+ * O(connections) per close, so a wave of 16k closes took seconds at 100% CPU. shutdown(2)
+ * wakes the socket instead: the multishot recv ends with 0 and a send stuck on a full
+ * socket with -EPIPE, each a final completion that the generation check then ignores (and
+ * whose buffer it recycles). A plain syscall, not IORING_OP_SHUTDOWN (io-wq: see
+ * enter_linger). static.c's file ops (rare) are still cancelled by fd. */
+static void end_ops(struct rh_conn *c)
 {
-    struct io_uring_sqe *sqe = rh_loop_sqe(&c->w->loop);
-    io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
-    io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_IGNORE, 0, 0));
-    c->w->loop.inflight++;
+    if (c->flags & (C_RECV_ARMED | C_SEND_INFLIGHT))
+        shutdown(c->fd, (c->flags & C_SEND_INFLIGHT) ? SHUT_RDWR : SHUT_RD);
+    if (c->flags & C_FILE_INFLIGHT) {
+        struct io_uring_sqe *sqe = rh_loop_sqe(&c->w->loop);
+        io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+        io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_IGNORE, 0, 0));
+        c->w->loop.inflight++;
+    }
 }
 
 /* Too much input waiting while a handler runs: stop reading (back-pressure, no data lost). */
@@ -344,8 +377,10 @@ static void on_recv(struct rh_loop *loop, const struct io_uring_cqe *cqe)
         conn_close(c);
         return;
     }
-    if (c->phase == PH_BODY && cqe->res > 0)
+    if (c->phase == PH_BODY && cqe->res > 0) {
+        body_rate_progress(c, (uint32_t)cqe->res);
         conn_arm_phase_deadline(c, w->srv->cfg.body_timeout_ms);
+    }
     conn_process(c);
     if (!final || (c->flags & (C_CLOSING | C_PEER_EOF | C_READ_STOPPED | C_RECV_ARMED)))
         return;
@@ -427,8 +462,10 @@ static void conn_on_drained(struct rh_conn *c)
     }
     obuf_release(w, &c->wbuf);
     obuf_release(w, &c->pbuf);
-    if (c->in_len == c->in_off && c->phase == PH_IDLE)
+    if (c->in_len == c->in_off && c->phase == PH_IDLE) {
         conn_arm_timer(c, w->srv->cfg.idle_timeout_ms);
+        conn_idle_push(c); /* reclaimable at the connection limit from now on */
+    }
 }
 
 /* Output back-pressure (RH_OUT_HIGH / RH_OUT_LOW, hysteresis): whether this connection
@@ -601,7 +638,7 @@ void conn_process(struct rh_conn *c)
 
 /* ---- open and close ---- */
 
-static void conn_open(struct rh_worker *w, int fd)
+void conn_open(struct rh_worker *w, int fd)
 {
     uint32_t idx = w->free_idx[--w->free_top];
     struct rh_conn *c = &w->conns[idx];
@@ -622,6 +659,15 @@ static void conn_open(struct rh_worker *w, int fd)
     atomic_store_explicit(&w->stats.open_conns, w->open_conns, memory_order_relaxed);
     arm_recv(c);
     conn_arm_phase_deadline(c, w->srv->cfg.header_timeout_ms); /* the first request's head */
+    conn_idle_push(c); /* nothing sent yet: reclaimable, oldest first */
+}
+
+/* How long a close waits for its send's completion: the write timeout (the send had that
+ * long to make progress anyway), at most 5 s. */
+static unsigned close_wait_ms(const struct rh_conn *c)
+{
+    unsigned ms = c->w->srv->cfg.write_timeout_ms;
+    return ms && ms < 5000u ? ms : 5000u;
 }
 
 void conn_close(struct rh_conn *c)
@@ -629,15 +675,18 @@ void conn_close(struct rh_conn *c)
     if (c->flags & C_CLOSING)
         return;
     c->flags |= C_CLOSING;
+    conn_idle_remove(c);
     rh_timer_cancel(&c->w->loop.wheel, &c->timer);
     starved_remove(c);
     drop_held(c);
-    if (c->flags & (C_RECV_ARMED | C_SEND_INFLIGHT | C_FILE_INFLIGHT))
-        cancel_ops(c);
+    end_ops(c);
     /* A multishot recv fills only provided buffers, which the kernel owns: its last
      * completion may come after the slot is freed, where the generation check ignores it
-     * and recycles its buffer. So only a send or file op (reading our memory) is waited
-     * for; the cancel and the close go out in the same submit. */
+     * and recycles its buffer (the socket lives until then: the recv holds a reference).
+     * So only a send or file op (reading our memory) is waited for, with a deadline in
+     * case its completion is lost. */
+    if (c->flags & (C_SEND_INFLIGHT | C_FILE_INFLIGHT))
+        conn_arm_timer(c, close_wait_ms(c));
     c->flags &= ~C_RECV_ARMED;
     conn_finish_close(c);
 }
@@ -648,6 +697,7 @@ void conn_finish_close(struct rh_conn *c)
     struct rh_worker *w = c->w;
     if (!conn_live(c) || (c->flags & (C_RECV_ARMED | C_SEND_INFLIGHT | C_FILE_INFLIGHT)))
         return; /* already freed, or ops of ours still reference the fd */
+    rh_timer_cancel(&w->loop.wheel, &c->timer); /* the close wait, if any */
     if (c->req && c->req->file)
         static_body_abort(c->req); /* a static body waiting between ops: ends it (static.c) */
     if (c->req) {
@@ -683,72 +733,9 @@ void conn_finish_close(struct rh_conn *c)
     atomic_store_explicit(&w->stats.open_conns, w->open_conns, memory_order_relaxed);
 }
 
-/* ---- accept ---- */
-
-/* An accept per listener slot not armed yet (listeners.c). A ring's own listener gets a
- * multishot accept. On a socket shared by every ring a multishot accept would stay first in
- * the socket's wait queue and take every connection: a single-shot one re-queues behind
- * the other rings' after each connection, so they take turns. */
-void conn_arm_accept(struct rh_worker *w)
-{
-    for (unsigned i = 0; i < w->naccept && !w->accept_stopped; i++) {
-        if (w->accept_armed & (1u << i))
-            continue;
-        struct io_uring_sqe *sqe = rh_loop_sqe(&w->loop);
-        if (w->srv->nlisten)
-            io_uring_prep_accept(sqe, w->accept_fds[i], NULL, NULL, SOCK_CLOEXEC);
-        else
-            io_uring_prep_multishot_accept(sqe, w->accept_fds[i], NULL, NULL, SOCK_CLOEXEC);
-        io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_ACCEPT, i, 0));
-        w->loop.inflight++;
-        w->accept_armed |= 1u << i;
-    }
-}
-
-static void accept_retry(struct rh_timer *t);
-
-static void on_accept(struct rh_loop *loop, const struct io_uring_cqe *cqe)
-{
-    struct rh_worker *w = loop_worker(loop);
-    uint32_t slot = 1u << rh_ud_idx(cqe->user_data);
-    w->accept_seen |= slot; /* the slot's wake-ups arrive (listeners.c) */
-    if (!(cqe->flags & IORING_CQE_F_MORE)) {
-        rh_loop_op_done(loop);
-        w->accept_armed &= ~slot;
-    }
-    if (cqe->res >= 0) {
-        /* Accepted before the accept's cancel landed: served even while draining (with
-         * Connection: close), since a successor sharing the socket cannot take it over. */
-        if (w->free_top == 0 || loop->finishing)
-            close(cqe->res); /* over the connection limit (or the ring's end): refuse */
-        else
-            conn_open(w, cqe->res);
-    }
-    if ((w->accept_armed & slot) || w->accept_stopped || w->naccept == 0)
-        return;
-    if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOMEM ||
-        cqe->res == -ENOBUFS) {
-        if (loop->now_ms >= w->accept_warned_ms + 10000) { /* once per 10 s, not per failure */
-            fprintf(stderr, "ringhttp: ring %u: accept: %s; serving open connections, "
-                            "retrying every 100 ms\n", w->id, strerror(-cqe->res));
-            w->accept_warned_ms = loop->now_ms;
-        }
-        w->accept_timer.fn = accept_retry; /* back off instead of spinning */
-        rh_loop_timer_arm(loop, &w->accept_timer, 100);
-        return;
-    }
-    conn_arm_accept(w);
-}
-
-static void accept_retry(struct rh_timer *t)
-{
-    struct rh_worker *w = (struct rh_worker *)((char *)t - offsetof(struct rh_worker, accept_timer));
-    conn_arm_accept(w); /* the slots not armed, unless accepting stopped */
-}
-
 void conn_register_ops(struct rh_loop *loop)
 {
-    rh_loop_on(loop, RH_OP_ACCEPT, on_accept);
+    rh_loop_on(loop, RH_OP_ACCEPT, accept_on_completion);
     rh_loop_on(loop, RH_OP_RECV, on_recv);
     rh_loop_on(loop, RH_OP_SEND, on_send);
     loop->before_submit = worker_flush;

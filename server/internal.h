@@ -98,6 +98,7 @@ enum rh_conn_flag {
     C_FREE_PENDING = 1u << 12,  /* closed while on the flush list: freed when popped */
     C_STARVED = 1u << 13,       /* recv ended with -ENOBUFS: on the worker's starved list */
     C_OUT_FULL = 1u << 14,      /* output past RH_OUT_HIGH: parse and read no further */
+    C_IDLE_LISTED = 1u << 20,   /* on the worker's idle list (conn_idle.c) */
 };
 
 struct rh_conn {
@@ -123,6 +124,7 @@ struct rh_conn {
     struct rh_timer timer;       /* the phase's deadline, or the write timeout meanwhile */
     uint64_t phase_deadline_ms;  /* head or body deadline, restored after a send */
     struct rh_conn *dirty_next;
+    struct rh_conn *idle_prev, *idle_next; /* the worker's idle list, oldest first */
     uint32_t requests; /* served on this connection */
     char peer[INET6_ADDRSTRLEN]; /* filled on first use (access log), one getpeername */
 };
@@ -161,6 +163,8 @@ struct rh_req {
     void *offload;  /* the task out on the pool, or NULL (ring thread only) */
     struct static_xfer *file; /* static.c: a file body still to send after the head */
     struct captured *captured; /* an answer made on the pool thread, sent by the ring */
+    /* body_rate.c: the current window of the minimum body rate, and the gap deadline */
+    uint64_t rate_start_ms, rate_bytes, gap_deadline_ms;
     rh_writable_fn on_writable; /* a streaming writer waiting for room (rh_resp_on_writable) */
     void *writable_udata;
     struct rh_req *writable_next;            /* the worker's writable list */
@@ -219,6 +223,10 @@ struct rh_stats {
     _Atomic uint64_t latency_sum_ms;
     _Atomic uint64_t accepted;
     _Atomic uint64_t recv_enobufs; /* the provided-buffer ring ran dry (back-pressure) */
+    _Atomic uint64_t conn_reclaimed; /* idle connections closed at the limit for a new one */
+    _Atomic uint64_t conn_refused;   /* new connections closed at the limit (none idle) */
+    _Atomic uint64_t close_forced;   /* closes that gave up on a lost send completion */
+    _Atomic uint64_t body_too_slow;  /* 408 for a body below the minimum rate */
     _Atomic uint32_t open_conns;
 };
 extern const unsigned rh_latency_bounds_ms[RH_LAT_BUCKETS];
@@ -273,6 +281,7 @@ struct rh_worker {
     unsigned open_conns;
 
     struct rh_conn *dirty; /* connections with output or a recv to arm this iteration */
+    struct rh_conn *idle_head, *idle_tail; /* idle connections, longest idle first */
     struct rh_req *free_reqs;
     struct offload *free_offloads;
     char *free_in, *free_out; /* free lists of RH_IN_BLOCK / RH_OUT_BLOCK blocks */
@@ -358,8 +367,22 @@ void conn_finish_close(struct rh_conn *c);
 void worker_flush(struct rh_loop *loop);
 void worker_close_all(struct rh_worker *w, bool idle_only);
 void worker_abandon_requests(struct rh_worker *w); /* the ring is gone: orphan them all */
-void conn_arm_accept(struct rh_worker *w);
+void conn_open(struct rh_worker *w, int fd); /* a slot must be free */
 
+/* accept.c */
+void conn_arm_accept(struct rh_worker *w);
+void accept_on_completion(struct rh_loop *loop, const struct io_uring_cqe *cqe);
+
+/* conn_idle.c: idle (keep-alive or fresh, nothing pending) connections, oldest first */
+bool conn_is_idle(const struct rh_conn *c);
+void conn_idle_push(struct rh_conn *c);   /* it went idle now: to the tail, if idle */
+void conn_idle_remove(struct rh_conn *c); /* O(1); no-op if not listed */
+struct rh_conn *conn_idle_pop(struct rh_worker *w); /* the oldest idle, unlisted, or NULL */
+
+/* body_rate.c: the minimum request-body rate (rh_config.min_body_rate) */
+uint64_t body_rate_deadline(struct rh_conn *c, uint64_t gap_deadline_ms);
+void body_rate_progress(struct rh_conn *c, uint32_t bytes);
+bool body_rate_timer(struct rh_conn *c); /* the body timer fired: true if it may go on */
 /* conn_bufs.c: input waiting for room, and connections waiting for provided buffers */
 bool spill_append(struct rh_conn *c, const char *data, uint32_t n); /* false past the bound */
 uint32_t spill_take(struct rh_conn *c, char *dst, uint32_t room); /* bytes moved to dst */
@@ -447,6 +470,9 @@ int offload_capture(struct rh_req *req, int status, const char *ctype, const voi
                     size_t len);
 void offload_replay(struct rh_req *req);
 void metrics_render_pool(const rh_server *srv, char *buf, size_t *len, size_t cap);
+
+/* request_id.c: "stamp-ring-counter" in hex, NUL-terminated (at most 36 characters) */
+void request_id_format(char out[40], uint32_t stamp, uint32_t ring, uint64_t n);
 
 /* metrics.c */
 void stats_count_response(struct rh_req *req, int status);

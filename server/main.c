@@ -27,6 +27,9 @@ static void usage(FILE *out)
             "  --max-conns N        connections per ring (default 16384)\n"
             "  --header-timeout MS  whole request head (default 10000)\n"
             "  --body-timeout MS    between body reads (default 30000)\n"
+            "  --min-body-rate B    bytes/s a body must average per window, else 408\n"
+            "                       (default 500; 0: off)\n"
+            "  --body-rate-window MS  the window of --min-body-rate (default 10000)\n"
             "  --idle-timeout MS    keep-alive idle (default 60000)\n"
             "  --write-timeout MS   stalled send (default 30000)\n"
             "  --handler-timeout MS unanswered request: 500, 504 on the pool (60000; 0: none)\n"
@@ -55,6 +58,7 @@ enum {
     OPT_QUIET, OPT_HELP, OPT_VERSION, OPT_ACCESS_LOG, OPT_REQUEST_ID, OPT_NO_REQUEST_ID,
     OPT_POOL_THREADS, OPT_POOL_QUEUE, OPT_POOL_TIMEOUT, OPT_NOOP_MW, OPT_RECV_BUFS,
     OPT_RECV_BUF_SIZE, OPT_BATCH_WAIT, OPT_NO_DEFER, OPT_CACHE_CONTROL, OPT_SPLICE_MIN,
+    OPT_MIN_BODY_RATE, OPT_BODY_RATE_WINDOW,
     OPT_HANDLER_TO, OPT_DRAIN_GRACE, OPT_PID_FILE, OPT_NO_SENDFILE,
 };
 
@@ -71,6 +75,8 @@ static const struct option options[] = {
     {"max-conns", required_argument, 0, OPT_MAX_CONNS},
     {"header-timeout", required_argument, 0, OPT_HEADER_TO},
     {"body-timeout", required_argument, 0, OPT_BODY_TO},
+    {"min-body-rate", required_argument, 0, OPT_MIN_BODY_RATE},
+    {"body-rate-window", required_argument, 0, OPT_BODY_RATE_WINDOW},
     {"idle-timeout", required_argument, 0, OPT_IDLE_TO},
     {"write-timeout", required_argument, 0, OPT_WRITE_TO},
     {"handler-timeout", required_argument, 0, OPT_HANDLER_TO},
@@ -143,6 +149,8 @@ static int apply_option(struct cli *cli, int opt, const char *arg)
     case OPT_MAX_CONNS: c->max_conns = (unsigned)v; break;
     case OPT_HEADER_TO: c->header_timeout_ms = (unsigned)v; break;
     case OPT_BODY_TO: c->body_timeout_ms = (unsigned)v; break;
+    case OPT_MIN_BODY_RATE: c->min_body_rate = (unsigned)v; break;
+    case OPT_BODY_RATE_WINDOW: c->body_rate_window_ms = (unsigned)v; break;
     case OPT_IDLE_TO: c->idle_timeout_ms = (unsigned)v; break;
     case OPT_WRITE_TO: c->write_timeout_ms = (unsigned)v; break;
     case OPT_HANDLER_TO: c->handler_timeout_ms = (unsigned)v; break;

@@ -42,6 +42,44 @@ static void put(struct out *o, const char *fmt, ...)
         o->len += (size_t)n;
 }
 
+static void counter(struct out *o, const char *name, const char *help, uint64_t v)
+{
+    put(o, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+        (unsigned long long)v);
+}
+
+/* Connection-limit and ring-fault counters, summed over the rings. */
+static void render_faults(const rh_server *srv, struct out *o)
+{
+    uint64_t reclaimed = 0, refused = 0, forced = 0, slow = 0, overflow = 0, dropped = 0,
+             sq_full = 0;
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        const struct rh_stats *s = &srv->workers[i].stats;
+        const struct rh_loop_faults *f = &srv->workers[i].loop.faults;
+        reclaimed += load(&s->conn_reclaimed);
+        refused += load(&s->conn_refused);
+        forced += load(&s->close_forced);
+        slow += load(&s->body_too_slow);
+        overflow += load(&f->cq_overflow);
+        dropped += load(&f->cqe_dropped);
+        sq_full += load(&f->sq_full);
+    }
+    counter(o, "ringhttp_connections_reclaimed_total",
+            "Idle connections closed at the connection limit to admit a new one.", reclaimed);
+    counter(o, "ringhttp_connections_refused_total",
+            "New connections closed at the connection limit (none idle).", refused);
+    counter(o, "ringhttp_body_rate_timeouts_total",
+            "Requests answered 408 for a body below the minimum rate.", slow);
+    counter(o, "ringhttp_ring_cq_overflow_total",
+            "Times a completion queue was found overflowed (flushed, nothing lost).", overflow);
+    counter(o, "ringhttp_ring_cqe_dropped_total",
+            "Completions the kernel could not keep.", dropped);
+    counter(o, "ringhttp_ring_sq_full_total",
+            "Times a submission queue filled mid-iteration (submitted early).", sq_full);
+    counter(o, "ringhttp_close_forced_total",
+            "Closes that stopped waiting for a lost send completion.", forced);
+}
+
 static void render_http(const rh_server *srv, struct out *o)
 {
     uint64_t cls[6] = {0}, lat[RH_LAT_BUCKETS + 1] = {0}, sum = 0, accepted = 0, open = 0;
@@ -93,6 +131,7 @@ static void on_metrics(rh_req *req, void *udata)
     static _Thread_local char buf[16384]; /* the handler's scratch: one ring, one render */
     struct out o = {buf, 0, sizeof(buf)};
     render_http(srv, &o);
+    render_faults(srv, &o);
     metrics_render_pool(srv, o.buf, &o.len, o.cap);
     rh_respond(req, 200, "text/plain; version=0.0.4", o.buf, o.len);
 }

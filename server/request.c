@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "server/internal.h"
 #include "server/app.h" /* the toolkit's hooks */
@@ -236,7 +237,16 @@ int rh_use(rh_server *srv, const rh_middleware *mw)
     return 0;
 }
 
-uint64_t rh_req_elapsed_ms(const rh_req *r) { return r->w->loop.now_ms - r->started_ms; }
+uint64_t rh_req_elapsed_ms(const rh_req *r)
+{
+    if (r->lent) { /* on a pool thread: the ring's clock is the ring's; read our own */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+        uint64_t now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+        return now > r->started_ms ? now - r->started_ms : 0;
+    }
+    return r->w->loop.now_ms - r->started_ms;
+}
 
 void *rh_req_ctx_get(const rh_req *r, rh_ctx_key key) { return ctx_slot_get(&r->ctx, key); }
 
@@ -341,8 +351,12 @@ int rh_req_http_minor(const rh_req *r) { return r->http_minor; }
 
 const char *rh_req_peer(const rh_req *r)
 {
+    /* lent first: on a pool thread r->conn itself is the ring's to clear (the client may be
+     * leaving right now), so it is not even read there. lent is written by this thread. */
+    if (r->lent)
+        return "-";
     struct rh_conn *c = r->conn;
-    if (!c || r->lent) /* the connection is the ring's: not readable from a pool thread */
+    if (!c)
         return "-";
     if (c->peer[0]) /* one getpeername per connection, not per request */
         return c->peer;

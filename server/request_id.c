@@ -27,24 +27,40 @@ static bool valid_id(rh_str v)
     return true;
 }
 
-/* worker id, a per-process start stamp and a counter: unique without a syscall or a lock. */
+/* "stamp-ring-counter": a per-process start stamp, the ring's whole id (not one hex digit of
+ * it: ids repeated across rings 16 apart) and a per-ring counter, in hex. Unique across any
+ * number of rings without a syscall or a lock. At most 8+1+8+1+16 characters. */
+static size_t put_hex(char *p, uint64_t v, int min_digits)
+{
+    static const char hex[] = "0123456789abcdef";
+    int digits = 1;
+    while (digits < 16 && (v >> (digits * 4)))
+        digits++;
+    if (digits < min_digits)
+        digits = min_digits;
+    for (int i = digits - 1; i >= 0; i--)
+        *p++ = hex[(v >> (i * 4)) & 15];
+    return (size_t)digits;
+}
+
+void request_id_format(char out[40], uint32_t stamp, uint32_t ring, uint64_t n)
+{
+    char *p = out;
+    p += put_hex(p, stamp, 8);
+    *p++ = '-';
+    p += put_hex(p, ring, 1);
+    *p++ = '-';
+    p += put_hex(p, n, 12);
+    *p = 0;
+}
+
 static void make_id(struct rh_req *r)
 {
     static _Thread_local uint64_t counter;
     static _Thread_local uint32_t stamp;
     if (!stamp)
         stamp = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 12);
-    static const char hex[] = "0123456789abcdef";
-    uint64_t n = ++counter;
-    char *p = r->request_id;
-    for (int i = 7; i >= 0; i--)
-        *p++ = hex[(stamp >> (i * 4)) & 15];
-    *p++ = '-';
-    *p++ = hex[r->w->id & 15];
-    *p++ = '-';
-    for (int i = 11; i >= 0; i--)
-        *p++ = hex[(n >> (i * 4)) & 15];
-    *p = 0;
+    request_id_format(r->request_id, stamp, r->w->id, ++counter);
 }
 
 static rh_mw_result request_id_before(rh_req *r, void *udata)

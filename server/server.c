@@ -26,6 +26,8 @@ void rh_config_init(rh_config *cfg)
     cfg->max_conns = 16384;
     cfg->header_timeout_ms = 10000;
     cfg->body_timeout_ms = 30000;
+    cfg->min_body_rate = 500; /* as Apache mod_reqtimeout's default MinRate */
+    cfg->body_rate_window_ms = 10000;
     cfg->idle_timeout_ms = 60000;
     cfg->write_timeout_ms = 30000;
     cfg->handler_timeout_ms = 60000;
@@ -51,7 +53,8 @@ static int check_config(rh_config *cfg)
     if (cfg->listen_fds_count > RH_MAX_LISTEN_FDS || (cfg->listen_fds_count && !cfg->listen_fds))
         return -EINVAL;
     if (cfg->recv_buffers == 0 || (cfg->recv_buffers & (cfg->recv_buffers - 1)) ||
-        cfg->recv_buffers > 32768 || cfg->max_conns == 0 || cfg->ring_entries == 0)
+        cfg->recv_buffers > 32768 || cfg->max_conns == 0 || cfg->ring_entries == 0 ||
+        (cfg->min_body_rate && cfg->body_rate_window_ms == 0))
         return -EINVAL;
     return 0;
 }
@@ -158,6 +161,14 @@ static void begin_drain(struct rh_worker *w)
     worker_close_all(w, true);
 }
 
+static void cancel_op(struct rh_worker *w, uint64_t user_data, unsigned flags)
+{
+    struct io_uring_sqe *sqe = rh_loop_sqe(&w->loop);
+    io_uring_prep_cancel64(sqe, user_data, (int)flags);
+    io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_IGNORE, 0, 0));
+    w->loop.inflight++;
+}
+
 static void worker_loop(struct rh_worker *w)
 {
     for (;;) {
@@ -180,22 +191,40 @@ static void worker_loop(struct rh_worker *w)
     for (unsigned spins = 0; w->log && w->log->inflight && spins < 100; spins++)
         rh_loop_run_once(&w->loop); /* let the log write land before cancelling */
     w->loop.finishing = true;
-    struct io_uring_sqe *sqe = rh_loop_sqe(&w->loop);
-    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY); /* the wake read, accept, timer */
-    io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_IGNORE, 0, 0));
-    w->loop.inflight++;
-    rh_loop_drain(&w->loop, 2000);
+    /* The wake read and the accept by user_data first: CANCEL_ANY walks every armed poll
+     * once per request it cancels, and the connections' recvs (ended by their close's
+     * shutdown, see conn.c) may not have completed yet: 16k of them took seconds. */
+    cancel_op(w, rh_ud_make(RH_OP_WAKE, 0, 0), 0);
+    for (unsigned i = 0; i < w->naccept; i++)
+        if (w->accept_armed & (1u << i))
+            cancel_op(w, rh_ud_make(RH_OP_ACCEPT, i, 0), 0);
+    rh_loop_drain(&w->loop, 500);
+    if (w->loop.inflight) { /* anything else still out */
+        cancel_op(w, 0, IORING_ASYNC_CANCEL_ANY);
+        rh_loop_drain(&w->loop, 2000);
+    }
     access_log_worker_stop(w);
     worker_abandon_requests(w);
 }
 
 static void noop_timer(struct rh_timer *t) { (void)t; }
 
+/* The completions one iteration may have to hold: per connection a multishot recv's final
+ * completion, a send, and a close wave's cancel and close; the recv completions that carry
+ * data are bounded by the provided buffers; plus one SQ's worth of anything else. Past
+ * this the kernel's overflow list takes the rest (counted in /metrics). */
+static unsigned cq_entries_for(const rh_config *cfg)
+{
+    uint64_t n = (uint64_t)cfg->max_conns * 3 + cfg->recv_buffers + cfg->ring_entries;
+    return n > (1u << 20) ? 1u << 20 : (unsigned)n;
+}
+
 static void *worker_main(void *arg)
 {
     struct rh_worker *w = arg;
     rh_server *srv = w->srv;
     struct rh_loop_config lc = {.sq_entries = srv->cfg.ring_entries,
+                                .cq_entries = cq_entries_for(&srv->cfg),
                                 .buf_count = srv->cfg.recv_buffers,
                                 .buf_size = srv->cfg.recv_buffer_size,
                                 .iowq_workers = 4,

@@ -4,6 +4,8 @@
 #include "uring/loop.h"
 
 #include <errno.h>
+#include <mimalloc.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -33,14 +35,15 @@ static uint64_t monotonic_ms(void)
 /* SINGLE_ISSUER: only this thread submits, which lets the kernel skip locking.
  * DEFER_TASKRUN: completion work runs when we enter the kernel to wait, in a batch, instead
  * of interrupting us mid-iteration. SUBMIT_ALL: a bad SQE does not strand the ones after it.
+ * CLAMP: a CQ larger than the kernel's maximum is clamped to it rather than refused.
  * Kernels that refuse the pair get COOP_TASKRUN, which still avoids IPIs. */
-static int setup_ring(struct rh_loop *loop, unsigned entries)
+static int setup_ring_cq(struct rh_loop *loop, unsigned entries, unsigned cq_entries)
 {
     struct io_uring_params p;
     memset(&p, 0, sizeof(p));
-    p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER |
-              IORING_SETUP_DEFER_TASKRUN;
-    p.cq_entries = entries * 4;
+    p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP |
+              IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    p.cq_entries = cq_entries;
     int ret = io_uring_queue_init_params(entries, &loop->ring, &p);
     if (ret == 0) {
         loop->defer_taskrun = true;
@@ -49,10 +52,29 @@ static int setup_ring(struct rh_loop *loop, unsigned entries)
     if (ret != -EINVAL)
         return ret;
     memset(&p, 0, sizeof(p));
-    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
-    p.cq_entries = entries * 4;
+    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_COOP_TASKRUN;
+    p.cq_entries = cq_entries;
     loop->defer_taskrun = false;
     return io_uring_queue_init_params(entries, &loop->ring, &p);
+}
+
+/* The CQ is sized by the layer above for its worst case (a multishot recv per connection
+ * and more); if that much ring memory is refused (ENOMEM: memlock or contiguous pages),
+ * halve it down to 4x the SQ, say so once, and rely on overflow handling beyond. */
+static int setup_ring(struct rh_loop *loop, unsigned entries, unsigned cq_entries)
+{
+    unsigned floor = entries * 4, cq = floor;
+    while (cq < cq_entries && cq < (1u << 20))
+        cq <<= 1;
+    int ret = setup_ring_cq(loop, entries, cq);
+    while (ret == -ENOMEM && cq > floor) {
+        cq >>= 1;
+        ret = setup_ring_cq(loop, entries, cq);
+        if (ret == 0)
+            fprintf(stderr, "ringhttp: a completion queue of %u entries was refused (ENOMEM); "
+                            "using %u (overflow is handled, but slower)\n", cq_entries, cq);
+    }
+    return ret;
 }
 
 /* liburing 2.3 has no io_uring_setup_buf_ring(): map the ring and the buffers ourselves. */
@@ -171,7 +193,8 @@ int rh_loop_init(struct rh_loop *loop, const struct rh_loop_config *cfg, void *o
     memset(loop, 0, sizeof(*loop));
     loop->owner = owner;
     loop->wake_fd = -1;
-    int ret = setup_ring(loop, cfg->sq_entries);
+    int ret = setup_ring(loop, cfg->sq_entries,
+                         cfg->cq_entries ? cfg->cq_entries : cfg->sq_entries * 4);
     if (ret < 0)
         return ret;
     if (cfg->batch_wait_us && (loop->ring.features & IORING_FEAT_MIN_TIMEOUT) &&
@@ -205,6 +228,9 @@ void rh_loop_fini(struct rh_loop *loop)
 {
     struct rh_bufring *b = &loop->bufs;
     io_uring_queue_exit(&loop->ring);
+    mi_free(loop->backlog.cqes);
+    loop->backlog.cqes = NULL;
+    loop->backlog.len = loop->backlog.cap = 0;
     if (b->bufs) {
         munmap(b->bufs, (size_t)b->count * b->size);
         munmap(b->br, (size_t)b->count * sizeof(struct io_uring_buf));
@@ -230,14 +256,65 @@ void rh_loop_on(struct rh_loop *loop, enum rh_op op, rh_cqe_fn fn)
     loop->handlers[op] = fn;
 }
 
+static void fault_count(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* Moves every completion in the CQ to the backlog, so the kernel has room to post (and to
+ * flush its overflow list into). Not dispatched here: rh_loop_sqe is called from inside
+ * handlers, which must not be re-entered. Returns how many were moved. */
+static unsigned stash_cqes(struct rh_loop *loop)
+{
+    struct rh_cqe_backlog *b = &loop->backlog;
+    unsigned ready = io_uring_cq_ready(&loop->ring);
+    if (b->len + ready > b->cap) {
+        unsigned cap = b->cap ? b->cap : 256;
+        while (cap < b->len + ready)
+            cap *= 2;
+        struct io_uring_cqe *n = mi_realloc(b->cqes, sizeof(*n) * cap); /* owner: the loop */
+        if (!n)
+            return 0;
+        b->cqes = n;
+        b->cap = cap;
+    }
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&loop->ring, head, cqe)
+    {
+        b->cqes[b->len + n] = *cqe;
+        n++;
+    }
+    io_uring_cq_advance(&loop->ring, n);
+    b->len += n;
+    return n;
+}
+
 struct io_uring_sqe *rh_loop_sqe(struct rh_loop *loop)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
-    while (!sqe) {
-        io_uring_submit(&loop->ring);
+    if (sqe)
+        return sqe;
+    fault_count(&loop->faults.sq_full, 1);
+    /* Submitting frees the SQ. If the kernel refuses (EBUSY/EAGAIN: completions it cannot
+     * post), take completions off the CQ and retry; if there are none yet, wait for one
+     * rather than spin. */
+    for (;;) {
+        int ret = io_uring_submit(&loop->ring);
         sqe = io_uring_get_sqe(&loop->ring);
+        if (sqe)
+            return sqe;
+        if (ret < 0 && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN && ret != -EBADR) {
+            fprintf(stderr, "ringhttp: submit: %s\n", strerror(-ret));
+            abort(); /* the ring is unusable: no SQE can ever be handed out */
+        }
+        if (!stash_cqes(loop)) {
+            struct io_uring_cqe *cqe;
+            io_uring_wait_cqe(&loop->ring, &cqe); /* also flushes the kernel's overflow */
+            stash_cqes(loop);
+        }
     }
-    return sqe;
 }
 
 void rh_loop_buf_recycle(struct rh_loop *loop, unsigned bid)
@@ -263,17 +340,54 @@ static void dispatch(struct rh_loop *loop, const struct io_uring_cqe *cqe)
     (fn ? fn : ignore_cqe)(loop, cqe);
 }
 
+/* Dispatches the completions stashed while the SQ was full, oldest first; handlers may
+ * stash more meanwhile (the array may move). */
+static unsigned reap_backlog(struct rh_loop *loop)
+{
+    struct rh_cqe_backlog *b = &loop->backlog;
+    unsigned n = 0;
+    while (n < b->len) {
+        struct io_uring_cqe cqe = b->cqes[n++];
+        dispatch(loop, &cqe);
+    }
+    b->len = 0;
+    return n;
+}
+
 static unsigned reap(struct rh_loop *loop)
 {
+    unsigned n = loop->backlog.len ? reap_backlog(loop) : 0;
     struct io_uring_cqe *cqe;
-    unsigned head, n = 0;
+    unsigned head, done = 0;
     io_uring_for_each_cqe(&loop->ring, head, cqe)
     {
         dispatch(loop, cqe);
-        n++;
+        done++;
     }
-    io_uring_cq_advance(&loop->ring, n);
-    return n;
+    io_uring_cq_advance(&loop->ring, done);
+    return n + done;
+}
+
+/* The kernel parks completions it had no CQ room for on an overflow list and sets a flag;
+ * only entering the kernel moves them back. Counted: a CQ sized right never overflows. */
+static bool flush_overflow(struct rh_loop *loop)
+{
+    if (!io_uring_cq_has_overflow(&loop->ring))
+        return false;
+    fault_count(&loop->faults.cq_overflow, 1);
+    io_uring_get_events(&loop->ring);
+    return true;
+}
+
+/* The kernel could not even keep a completion (-EBADR from enter, *koverflow counts them):
+ * an op's final completion may be lost. The layer above bounds what waits on one (a
+ * closing connection's send has a deadline). */
+static void note_dropped(struct rh_loop *loop)
+{
+    unsigned lost = IO_URING_READ_ONCE(*loop->ring.cq.koverflow);
+    uint64_t seen = atomic_load_explicit(&loop->faults.cqe_dropped, memory_order_relaxed);
+    if (lost > seen)
+        fault_count(&loop->faults.cqe_dropped, lost - seen);
 }
 
 int rh_loop_run_once(struct rh_loop *loop)
@@ -283,14 +397,22 @@ int rh_loop_run_once(struct rh_loop *loop)
     publish_buffers(loop);
     if (loop->wheel.count && !loop->timer_armed)
         arm_timer(loop);
-    int ret = loop->batch_wait_us ? submit_and_wait_batch(loop)
-                                  : io_uring_submit_and_wait(&loop->ring, 1);
-    if (ret < 0 && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN && ret != -ETIME)
+    int ret = loop->backlog.len ? io_uring_submit(&loop->ring) /* no wait: work is stashed */
+              : loop->batch_wait_us ? submit_and_wait_batch(loop)
+                                    : io_uring_submit_and_wait(&loop->ring, 1);
+    if (ret == -EBADR)
+        note_dropped(loop);
+    else if (ret < 0 && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN && ret != -ETIME)
         return ret; /* EBUSY: CQ overflow waiting; we reap below, then retry */
     loop->now_ms = monotonic_ms();
-    /* Completions dispatched here may queue more; keep reaping while any are there. */
-    while (reap(loop))
-        ;
+    /* Completions dispatched here may queue more; keep reaping while any are there, and
+     * take back what overflowed. */
+    for (;;) {
+        while (reap(loop))
+            ;
+        if (!flush_overflow(loop))
+            break;
+    }
     /* Messages whose poster has not written the eventfd yet (preempted between its push and
      * its write): take them now rather than wait for that thread to run again. */
     if (atomic_load_explicit(&loop->inbox, memory_order_relaxed))

@@ -55,7 +55,8 @@ struct rh_msg {
 };
 
 struct rh_loop_config {
-    unsigned sq_entries;   /* power of two; the CQ is 4x */
+    unsigned sq_entries;   /* power of two */
+    unsigned cq_entries;   /* 0: 4x sq_entries; else rounded up to a power of two (clamped) */
     unsigned buf_count;    /* provided buffers, power of two, <= 32768 */
     unsigned buf_size;     /* bytes each */
     unsigned iowq_workers; /* cap on the kernel's io-wq workers per ring (0: leave) */
@@ -69,8 +70,25 @@ struct rh_bufring {
     unsigned pending; /* recycled since the last advance */
 };
 
+/* Ring faults, counted by the loop's thread (relaxed stores), read by whoever renders
+ * /metrics. */
+struct rh_loop_faults {
+    _Atomic uint64_t cq_overflow; /* times the CQ was found overflowed (flushed, nothing lost) */
+    _Atomic uint64_t cqe_dropped; /* completions the kernel could not keep (-EBADR) */
+    _Atomic uint64_t sq_full;     /* SQ full mid-iteration: submitted early */
+};
+
+/* Completions taken off the CQ while the SQ was full and could not be submitted (the CQ
+ * was full too): dispatched at the next reap, in order, before the CQ's. */
+struct rh_cqe_backlog {
+    struct io_uring_cqe *cqes;
+    unsigned len, cap;
+};
+
 struct rh_loop {
     struct io_uring ring;
+    struct rh_loop_faults faults;
+    struct rh_cqe_backlog backlog;
     bool defer_taskrun; /* false: set up with the COOP_TASKRUN fallback */
     rh_cqe_fn handlers[RH_OP_MAX];
     void *owner; /* the layer above's per-thread state */
@@ -106,7 +124,8 @@ void rh_loop_drain_inbox(struct rh_loop *loop);
 
 void rh_loop_on(struct rh_loop *loop, enum rh_op op, rh_cqe_fn fn);
 
-/* A fresh SQE; submits what is queued when the SQ is full, so it never returns NULL. The
+/* A fresh SQE; submits what is queued when the SQ is full (and, if the kernel refuses that
+ * because the CQ is full, moves completions aside to make room), so it never returns NULL. The
  * caller must fill it before the next call, and count it in inflight when it expects the
  * op's final completion to be seen by a handler. */
 struct io_uring_sqe *rh_loop_sqe(struct rh_loop *loop);

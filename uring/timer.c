@@ -47,22 +47,33 @@ void rh_timer_arm(struct rh_wheel *w, struct rh_timer *t, uint64_t expires_ms)
     w->count++;
 }
 
-/* Fires the due timers of one slot. A callback may arm or cancel any timer, including the
- * next one in this slot, so the walk restarts from the head after each firing. */
+/* Fires the due timers of one slot: first moves every due one to a local list (one pass
+ * over the slot), then fires them in order. (Restarting the walk from the slot's head after
+ * each firing cost O(not due) per timer fired: a wave of timeouts sharing slots with far
+ * ones was quadratic.) A callback may arm or cancel any timer, including one still on the
+ * local list: cancel unlinks it from there, arm moves it to its slot. */
 static unsigned fire_slot(struct rh_wheel *w, struct rh_timer *head, uint64_t now_ms)
 {
+    struct rh_timer due = {.next = &due, .prev = &due};
+    for (struct rh_timer *t = head->next, *next; t != head; t = next) {
+        next = t->next;
+        if (t->expires_ms > now_ms)
+            continue;
+        unlink_timer(t);
+        t->prev = due.prev;
+        t->next = &due;
+        due.prev->next = t;
+        due.prev = t;
+    }
     unsigned fired = 0;
-    for (;;) {
-        struct rh_timer *t = head->next;
-        while (t != head && t->expires_ms > now_ms)
-            t = t->next;
-        if (t == head)
-            return fired;
+    while (due.next != &due) {
+        struct rh_timer *t = due.next;
         unlink_timer(t);
         w->count--;
         fired++;
         t->fn(t);
     }
+    return fired;
 }
 
 unsigned rh_wheel_advance(struct rh_wheel *w, uint64_t now_ms)
