@@ -344,6 +344,14 @@ unsigned ring_finals_posted(const struct world *W)
     return n;
 }
 
+bool ring_posted(const struct world *W, uint64_t ud)
+{
+    for (unsigned i = W->k.cq_head; i != W->k.cq_tail; i++)
+        if (W->k.cqes[i % FZ_MAX_CQES].ud == ud)
+            return true;
+    return false;
+}
+
 unsigned ring_bufs_lent(const struct world *W)
 {
     unsigned n = 0;

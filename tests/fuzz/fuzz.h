@@ -180,6 +180,7 @@ unsigned ring_pending(const struct world *W, uint8_t opcode, int fd);
 /* Final completions posted but not dispatched yet (a close's shutdown from a timer posts
  * its recv's end after the iteration's dispatch: the next one takes it). */
 unsigned ring_finals_posted(const struct world *W);
+bool ring_posted(const struct world *W, uint64_t ud); /* a completion for ud awaits dispatch */
 unsigned ring_bufs_lent(const struct world *W);
 struct fz_sock *sock_by_fd(struct world *W, int fd); /* the open socket, or NULL */
 /* The socket a live connection is on (checked: the slot and generation match). */

@@ -2,7 +2,7 @@
  * once (sqlite's pcache-style sanity check): each live connection's own books, and the
  * books they share: the slab (every slot live, free or waiting on the flush list, exactly
  * once), the provided buffers (each lent one is held by exactly one live connection), the
- * ring's in-flight count, the timer wheel, and the worker's lists (flush, starved,
+ * ring's in-flight count, the timer wheel, and the worker's lists (flush, starved, idle,
  * writable, orphans), each well linked and holding only what it should. */
 #include <string.h>
 
@@ -75,6 +75,32 @@ static void starved_sane(struct world *W)
     FZ_CHECK(n == flagged, "%u slots flagged starved, %u on the list", flagged, n);
 }
 
+/* The idle list (what the connection limit reclaims, oldest first): live connections not
+ * closing, linked both ways, each once; and every idle connection on it, or the limit
+ * would refuse a client while a connection it could close sits idle. */
+static void idle_sane(struct world *W)
+{
+    struct rh_worker *w = &W->w;
+    unsigned n = 0, flagged = 0;
+    const struct rh_conn *prev = NULL;
+    for (const struct rh_conn *c = w->idle_head; c; prev = c, c = c->idle_next) {
+        FZ_CHECK(++n <= W->srv.cfg.max_conns, "the idle list loops");
+        FZ_CHECK(c->idle_prev == prev, "idle list: broken back link at slot %u", c->idx);
+        FZ_CHECK((c->flags & C_IDLE_LISTED) && conn_live(c) && !(c->flags & C_CLOSING),
+                 "slot %u on the idle list: flags 0x%x live %d", c->idx, c->flags,
+                 conn_live(c));
+    }
+    FZ_CHECK(w->idle_tail == prev, "idle list: the tail is not the last");
+    for (uint32_t i = 0; i < W->srv.cfg.max_conns; i++) {
+        const struct rh_conn *c = &W->conns[i];
+        flagged += !!(c->flags & C_IDLE_LISTED);
+        FZ_CHECK(!conn_is_idle(c) || (c->flags & C_IDLE_LISTED),
+                 "slot %u is idle but not on the idle list (flags 0x%x): the limit cannot "
+                 "reclaim it", i, c->flags);
+    }
+    FZ_CHECK(n == flagged, "%u slots flagged idle-listed, %u on the list", flagged, n);
+}
+
 /* Requests the worker keeps lists of: streaming writers to call, orphans. */
 static void req_lists_sane(struct world *W)
 {
@@ -139,10 +165,13 @@ static void conn_sane(struct world *W, struct rh_conn *c)
     FZ_CHECK(!!(c->flags & C_RECV_ARMED) == recv_kernel ||
                  (recv_dropped && !(c->flags & C_RECV_ARMED)),
              "C_RECV_ARMED %d, kernel recv %d", !!(c->flags & C_RECV_ARMED), s->recv_armed);
-    FZ_CHECK(!!(c->flags & C_SEND_INFLIGHT) ==
-                 (s->send_armed || ring_pending(W, IORING_OP_SEND, s->fd)),
-             "C_SEND_INFLIGHT %d, kernel send %d", !!(c->flags & C_SEND_INFLIGHT),
-             s->send_armed);
+    /* A send's final completion may be posted and not dispatched yet (a close's shutdown
+     * from a timer, after the iteration's dispatch): still in flight for the server. */
+    bool send_kernel = s->send_armed || ring_pending(W, IORING_OP_SEND, s->fd) ||
+                       ring_posted(W, s->send_ud);
+    FZ_CHECK(!!(c->flags & C_SEND_INFLIGHT) == send_kernel,
+             "C_SEND_INFLIGHT %d, kernel send %d (flags 0x%x)", !!(c->flags & C_SEND_INFLIGHT),
+             s->send_armed, c->flags);
     FZ_CHECK(c->spill_off <= c->spill_len && c->spill_len <= RH_SPILL_MAX, "spill %u/%u",
              c->spill_off, c->spill_len);
     /* Bounded whatever the client does: one response past the high-water mark at most. */
@@ -199,6 +228,7 @@ void world_sane(struct world *W)
 {
     slots_sane(W);
     starved_sane(W);
+    idle_sane(W);
     req_lists_sane(W);
     buffers_sane(W);
     sockets_sane(W);
