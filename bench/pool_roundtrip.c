@@ -3,14 +3,19 @@
  * A real rh_loop runs on its own thread and submits tasks whose work is empty; each task
  * comes back through rh_loop_post (the pool's deliver), and its msg.fn runs on the loop.
  * Measures (1) the round trip submit -> work -> msg.fn on the loop, one task at a time, as
- * median and p99; (2) tasks/s with a pipeline of outstanding tasks (each completion
- * resubmits its task from msg.fn), through one lane and through the shared pool.
+ * median and p99; (2) tasks/s and process CPU per task with a pipeline of outstanding tasks
+ * (each completion resubmits its task from msg.fn), through one lane and through the shared
+ * pool. Both twice, in the same run: with a wake-up per task (the loop posts with
+ * rh_loop_post, no spin, no held wakes), and batched as the server runs it (the ring holds
+ * its wakes to the end of its iteration, pool threads post quietly and wake the loop once
+ * per run of results, and spin up to 10 us before parking, as the server does).
  *
  * Usage: pool_roundtrip [round_trips] [pipeline_tasks] [pipeline_depth] [threads] */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -32,7 +37,7 @@ struct slot {
 struct bench {
     struct rh_loop loop;
     struct params p;
-    struct rh_pool *pool;
+    struct rh_pool *pool, *pools[2]; /* [0] a wake-up per task, [1] batched */
     int lane; /* < 0: the shared pool */
     /* latency phase */
     bool done;
@@ -117,6 +122,14 @@ static void on_pipe_done(struct rh_loop *loop, struct rh_msg *msg)
     }
 }
 
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 static void print_pipeline(const char *what, struct bench *b, unsigned total, unsigned depth)
 {
     struct slot *slots = calloc(depth, sizeof(*slots));
@@ -126,6 +139,7 @@ static void print_pipeline(const char *what, struct bench *b, unsigned total, un
     b->total = total;
     b->submit_errors = 0;
     uint64_t t0 = rh_pool_now_ns();
+    double cpu0 = cpu_seconds();
     for (unsigned i = 0; i < depth && b->submitted < total; i++) {
         slots[i] = (struct slot){
             .task = {.msg.fn = on_pipe_done, .work = work_empty, .owner = &b->loop}, .b = b};
@@ -135,33 +149,49 @@ static void print_pipeline(const char *what, struct bench *b, unsigned total, un
     while (b->completed < b->submitted)
         rh_loop_run_once(&b->loop);
     double secs = (rh_pool_now_ns() - t0) / 1e9;
-    printf("  %-12s %10.0f tasks/s   (%u tasks in %.3f s%s)\n", what, b->completed / secs,
-           b->completed, secs, b->submit_errors ? ", SUBMIT ERRORS" : "");
+    double cpu = cpu_seconds() - cpu0;
+    printf("  %-12s %10.0f tasks/s   %6.2f us CPU/task   (%u tasks in %.3f s%s)\n", what,
+           b->completed / secs, cpu * 1e6 / b->completed, b->completed, secs,
+           b->submit_errors ? ", SUBMIT ERRORS" : "");
     free(slots);
 }
 
 /* ---- setup ---------------------------------------------------------------------------- */
 
+static void flush_wakes(struct rh_loop *loop) { rh_pool_flush_wakes(); }
+
+static void run_mode(struct bench *b, bool batched)
+{
+    const struct params *p = &b->p;
+    b->pool = b->pools[batched];
+    rh_pool_hold_wakes(batched);
+    b->loop.before_submit = batched ? flush_wakes : NULL;
+    printf("%s:\n", batched ? "batched wake-ups (as the server runs it)"
+                            : "a wake-up per task");
+    printf(" latency, %u sequential round trips (after %u warm-up):\n", p->round_trips, WARMUP);
+    b->lane = -1;
+    print_latency("shared pool", b, p->round_trips);
+    b->lane = 0;
+    print_latency("lane", b, p->round_trips);
+    printf(" throughput, pipeline of %u outstanding, %u tasks:\n", p->depth, p->pipeline_tasks);
+    b->lane = 0;
+    print_pipeline("lane", b, p->pipeline_tasks, p->depth);
+    b->lane = -1;
+    print_pipeline("shared pool", b, p->pipeline_tasks, p->depth);
+    rh_pool_hold_wakes(false);
+}
+
 static void *bench_main(void *arg)
 {
     struct bench *b = arg;
-    const struct params *p = &b->p;
     struct rh_loop_config cfg = {.sq_entries = 64, .buf_count = 16, .buf_size = 1024};
     int ret = rh_loop_init(&b->loop, &cfg, b); /* here: this thread is the ring's issuer */
     if (ret < 0) {
         fprintf(stderr, "rh_loop_init: %s\n", strerror(-ret));
         return NULL;
     }
-    printf("latency, %u sequential round trips (after %u warm-up):\n", p->round_trips, WARMUP);
-    b->lane = -1;
-    print_latency("shared pool", b, p->round_trips);
-    b->lane = 0;
-    print_latency("lane", b, p->round_trips);
-    printf("throughput, pipeline of %u outstanding, %u tasks:\n", p->depth, p->pipeline_tasks);
-    b->lane = 0;
-    print_pipeline("lane", b, p->pipeline_tasks, p->depth);
-    b->lane = -1;
-    print_pipeline("shared pool", b, p->pipeline_tasks, p->depth);
+    run_mode(b, false);
+    run_mode(b, true);
     rh_loop_fini(&b->loop);
     return NULL;
 }
@@ -203,18 +233,24 @@ int main(int argc, char **argv)
     print_machine(&b->p);
 
     struct rh_lane_config lane = {.name = "bench", .queue_cap = QUEUE_CAP};
-    struct rh_pool_config cfg = {.threads = b->p.threads, .queue_cap = QUEUE_CAP,
-                                 .lanes = &lane, .nlanes = 1,
-                                 .deliver = (void (*)(void *, struct rh_msg *))rh_loop_post};
-    int ret = rh_pool_new(&cfg, &b->pool);
-    if (ret < 0) {
-        fprintf(stderr, "rh_pool_new: %s\n", strerror(-ret));
-        return 1;
+    for (int batched = 0; batched < 2; batched++) {
+        struct rh_pool_config cfg = {
+            .threads = b->p.threads, .queue_cap = QUEUE_CAP, .lanes = &lane, .nlanes = 1,
+            .deliver = (void (*)(void *, struct rh_msg *))rh_loop_post,
+            .post = batched ? (void (*)(void *, struct rh_msg *))rh_loop_post_quiet : NULL,
+            .wake = batched ? (void (*)(void *))rh_loop_wake : NULL,
+            .spin_us = batched ? 10 : 0};
+        int ret = rh_pool_new(&cfg, &b->pools[batched]);
+        if (ret < 0) {
+            fprintf(stderr, "rh_pool_new: %s\n", strerror(-ret));
+            return 1;
+        }
     }
     pthread_t th;
     pthread_create(&th, NULL, bench_main, b);
     pthread_join(th, NULL);
-    rh_pool_free(b->pool);
+    rh_pool_free(b->pools[0]);
+    rh_pool_free(b->pools[1]);
     printf("reproduce: cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release && "
            "cmake --build build-rel --target pool_roundtrip && "
            "./build-rel/bench/pool_roundtrip %u %u %u %u\n",

@@ -82,6 +82,15 @@ typedef struct rh_config {
     unsigned pool_threads;      /* 0: 2x CPUs, at least 4 */
     unsigned pool_queue;        /* 0: 1024 */
     unsigned pool_timeout_ms;   /* 0: none */
+    unsigned pool_group_share;  /* % of the pool's threads and of pool_queue one group may
+                                 * hold (rounded up, >= 1 thread); default 50; 100: off */
+    unsigned pool_shed_target_ms;   /* a task that waited this long is shed (503) once waits
+                                     * in its group stayed this long for the interval;
+                                     * default 100; 0: no delay shedding */
+    unsigned pool_shed_interval_ms; /* default 500 */
+    unsigned pool_spin_us;      /* a pool thread that just ran a task looks for the next this
+                                 * long before sleeping, while its sleeps are that short;
+                                 * default 10; 0: off */
     unsigned ring_entries;      /* SQ size; default 1024 */
     unsigned recv_buffers;      /* provided buffers per ring; default 1024 */
     unsigned recv_buffer_size;  /* default 4096 */
@@ -229,8 +238,9 @@ bool rh_resp_started(const rh_req *req);
  * afterwards on the request's ring thread, exactly once, and may answer, offload again or
  * rh_next. status: 0 (work ran), -ETIME (waited past --pool-timeout: not run), -ETIMEDOUT
  * (ran past the deadline and stopped via rh_offload_check), -ECANCELED (the client left or
- * the server stopped: not run). If done leaves the request unanswered after -ETIME or
- * -ETIMEDOUT, ringhttp answers 503 or 504.
+ * the server stopped: not run), -EBUSY (shed: its group's queueing delay stayed too long,
+ * see bulkheads below; not run). If done leaves the request unanswered after -ETIME,
+ * -EBUSY or -ETIMEDOUT, ringhttp answers 503, 503 with Retry-After, or 504.
  * rh_offload returns 0, or -EAGAIN (queue full) / -ESHUTDOWN, in which case it has already
  * answered 503 with Retry-After: do not touch req again; done is not called. */
 typedef void (*rh_work_fn)(rh_req *req, void *arg);
@@ -247,6 +257,23 @@ int rh_lane_declare(rh_server *srv, const char *name, unsigned queue_cap);
  * shared pool. */
 int rh_route_blocking(rh_server *srv, const char *method, const char *pattern,
                       rh_handler_fn fn, void *udata, const char *lane);
+/* Bulkheads: every task on the shared pool belongs to a group with its own queue, and no
+ * group holds more than its share of the pool's threads (rh_config.pool_group_share); idle
+ * threads take from the groups' queues round-robin, so a flood on one group delays only
+ * that group. A blocking route's group is named after its pattern ("/report"), rh_offload's
+ * is "default". A task that waited pool_shed_target_ms, once its group's waits stayed that
+ * long for pool_shed_interval_ms, is shed: done gets -EBUSY and, unanswered, the request a
+ * 503 with Retry-After. /metrics shows each group (ringhttp_pool_group_*).
+ * rh_pool_group sets a group's own share before start (0: the default for that figure);
+ * -EINVAL for an empty name or "default", -ENOSPC past 64 groups. */
+int rh_pool_group(rh_server *srv, const char *name, unsigned max_threads, unsigned queue_cap);
+/* rh_route_blocking on the shared pool in the named group (NULL: the pattern's). */
+int rh_route_blocking_group(rh_server *srv, const char *method, const char *pattern,
+                            rh_handler_fn fn, void *udata, const char *group);
+/* rh_offload in the named group (declared with rh_pool_group or a blocking route);
+ * -ENOENT (and a 500) for an unknown group. */
+int rh_offload_group(rh_req *req, const char *group, rh_work_fn work, rh_done_fn done,
+                     void *arg);
 /* From work (or a blocking handler): 0 to go on, -ETIMEDOUT past the deadline (stop; the
  * answer becomes 504), -ECANCELED if the client left. */
 int rh_offload_check(void);

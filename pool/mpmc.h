@@ -22,6 +22,7 @@
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define RH_CACHELINE 64
@@ -114,7 +115,7 @@ static inline void *rh_mpmc_pop(struct rh_mpmc *q)
 
 /* Refuses further pushes; pushes that claimed a position before this still publish it.
  * seq_cst: the close is ordered before the caller's wake-up of parked consumers (see
- * group_wake_all in pool.c), so a consumer either sees it or is woken. */
+ * crew_wake_all in pool.c), so a consumer either sees it or is woken. */
 static inline void rh_mpmc_close(struct rh_mpmc *q)
 {
     atomic_fetch_or_explicit(&q->tail, RH_MPMC_CLOSED, memory_order_seq_cst);

@@ -568,6 +568,7 @@ void worker_flush(struct rh_loop *loop)
             c->phase != PH_LINGER)
             conn_on_drained(c);
     }
+    offload_flush();
 }
 
 /* ---- request boundaries ---- */

@@ -22,6 +22,7 @@ static const char index_html[] =
     "<li><code>curl -d hello http://HOST/echo</code>: echoes the body</li>\n"
     "<li><a href=\"/healthz\">/healthz</a>: health check</li>\n"
     "<li><a href=\"/blocking?ms=50\">/blocking?ms=50</a>: sleeps 50 ms on the pool</li>\n"
+    "<li><a href=\"/work?us=200\">/work?us=200</a>: spins 200 us of CPU on the pool</li>\n"
     "<li><a href=\"/db?id=42\">/db?id=42</a>: a SQLite row read through the db lane</li>\n"
     "<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\n"
     "</ul></body></html>\n";
@@ -129,25 +130,75 @@ static void on_blocking(rh_req *req, void *udata)
     rh_respond(req, 200, "text/plain", body, (size_t)n);
 }
 
+/* /work?us=N: N us (up to 100000) of CPU on a pool thread, a fast pool user next to a slow
+ * one (/blocking). Spins until the thread's CPU clock has advanced N us, so a preempted
+ * thread still burns N us of CPU (and takes longer). */
+static void on_work(rh_req *req, void *udata)
+{
+    rh_str v;
+    char *end = NULL;
+    long us = rh_req_query_param(req, "us", &v) == 0 ? strtol(v.ptr, &end, 10) : 0;
+    if (us < 0 || us > 100000 || (end && end != v.ptr + v.len)) {
+        RESPOND_LIT(req, 400, "text/plain", "us must be 0..100000\n");
+        return;
+    }
+    struct timespec t0, t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    do {
+        for (int i = 0; i < 64; i++)
+            __asm__ volatile("" ::: "memory");
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    } while ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000 < us);
+    char body[48];
+    int n = snprintf(body, sizeof(body), "worked %ld", us);
+    rh_respond(req, 200, "text/plain", body, (size_t)n);
+}
+
 /* ---- /db: a real SQLite database read through the "db" lane ---- */
 
 static char db_path[64];
 static pthread_key_t db_key; /* the lane thread's connection, closed when it exits */
 static pthread_once_t db_key_once = PTHREAD_ONCE_INIT;
 
-static void db_close(void *p) { sqlite3_close(p); }
+/* One per lane thread: the connection and its one statement, prepared once (as an app
+ * keeps its prepared statements), so a request costs a bind, a step and a reset. */
+struct lane_db {
+    sqlite3 *db;
+    sqlite3_stmt *get;
+};
+
+static void db_close(void *p)
+{
+    struct lane_db *l = p;
+    sqlite3_finalize(l->get);
+    sqlite3_close(l->db);
+    free(l);
+}
 static void db_key_make(void) { pthread_key_create(&db_key, db_close); }
 
 /* Opened on the lane's own thread on first use and only ever used there: this connection
- * is the kind of resource thread_sensitive exists for. */
-static sqlite3 *lane_db(void)
+ * is the kind of resource thread_sensitive exists for. The file is written once at start
+ * and never again, so it is opened immutable: no file locks or change checks per query. */
+static struct lane_db *lane_db(void)
 {
     pthread_once(&db_key_once, db_key_make);
-    sqlite3 *db = pthread_getspecific(db_key);
-    if (!db && sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                               NULL) == SQLITE_OK)
-        pthread_setspecific(db_key, db);
-    return db;
+    struct lane_db *l = pthread_getspecific(db_key);
+    if (l)
+        return l;
+    char uri[96];
+    snprintf(uri, sizeof(uri), "file:%s?immutable=1", db_path);
+    l = calloc(1, sizeof(*l)); /* owner: the lane thread, freed by db_close at its exit */
+    if (!l)
+        return NULL;
+    if (sqlite3_open_v2(uri, &l->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX |
+                        SQLITE_OPEN_URI, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(l->db, "SELECT id, name, value FROM items WHERE id = ?", -1,
+                           SQLITE_PREPARE_PERSISTENT, &l->get, NULL) != SQLITE_OK) {
+        db_close(l);
+        return NULL;
+    }
+    pthread_setspecific(db_key, l);
+    return l;
 }
 
 static void on_db(rh_req *req, void *udata)
@@ -159,13 +210,12 @@ static void on_db(rh_req *req, void *udata)
         RESPOND_LIT(req, 400, "application/json", "{\"error\":\"id must be 1..10000\"}");
         return;
     }
-    sqlite3 *db = lane_db();
-    sqlite3_stmt *st = NULL;
-    if (!db || sqlite3_prepare_v2(db, "SELECT id, name, value FROM items WHERE id = ?", -1,
-                                  &st, NULL) != SQLITE_OK) {
+    struct lane_db *l = lane_db();
+    if (!l) {
         RESPOND_LIT(req, 500, "application/json", "{\"error\":\"database\"}");
         return;
     }
+    sqlite3_stmt *st = l->get;
     sqlite3_bind_int64(st, 1, id);
     char body[160];
     if (sqlite3_step(st) == SQLITE_ROW) {
@@ -177,11 +227,15 @@ static void on_db(rh_req *req, void *udata)
     } else {
         RESPOND_LIT(req, 404, "application/json", "{\"error\":\"no such row\"}");
     }
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
 }
 
 static int db_create(void)
 {
+    /* Before SQLite initialises: no global memory statistics, so no global mutex per
+     * allocation (the lane is the only thread using SQLite). Fails harmlessly if an
+     * embedding program initialised SQLite already. */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     snprintf(db_path, sizeof(db_path), "/tmp/ringhttp-demo-%d.db", (int)getpid());
     unlink(db_path);
     sqlite3 *db;
@@ -219,6 +273,7 @@ int demo_routes_add(rh_server *srv, bool with_index)
     for (size_t i = 0; i < sizeof(stream_chunk); i++)
         stream_chunk[i] = "0123456789abcdef"[i % 16];
     ret = ret ? ret : rh_route_blocking(srv, "GET", "/blocking", on_blocking, NULL, NULL);
+    ret = ret ? ret : rh_route_blocking(srv, "GET", "/work", on_work, NULL, NULL);
     ret = ret ? ret : db_create();
     ret = ret ? ret : rh_lane_declare(srv, "db", 1024);
     ret = ret ? ret : rh_route_blocking(srv, "GET", "/db", on_db, NULL, "db");

@@ -51,6 +51,7 @@
 #define RH_MAX_MIDDLEWARE 16
 #define RH_MAX_LANES 8
 #define RH_MAX_BLOCKING_ROUTES 64
+#define RH_MAX_GROUPS 64
 
 struct rh_route_node;
 struct static_xfer;  /* server/static.c */
@@ -325,6 +326,8 @@ struct rh_server {
     unsigned nlanes;
     struct blocking_route *blocking[RH_MAX_BLOCKING_ROUTES];
     unsigned nblocking;
+    struct rh_pool_group_config groups[RH_MAX_GROUPS]; /* offload.c: names owned */
+    unsigned ngroups;
     int log_fd; /* the access log, -1: off; each worker writes through its own dup */
     char *log_path;
     struct static_mount *static_mounts; /* static.c: rh_static_route's mounts */
@@ -466,6 +469,7 @@ void offload_stop(rh_server *srv);
 void offload_free(rh_server *srv);
 void offload_worker_free(struct rh_worker *w);
 void offload_cancel(struct rh_req *req);
+void offload_flush(void); /* wakes the pool threads this ring's burst of offloads needs */
 int offload_capture(struct rh_req *req, int status, const char *ctype, const void *body,
                     size_t len);
 void offload_replay(struct rh_req *req);

@@ -44,6 +44,10 @@ static void usage(FILE *out)
             "  --pool-threads N     blocking-task pool threads (default 2x CPUs, >= 4)\n"
             "  --pool-queue N       pool queue bound; past it 503 (default 1024)\n"
             "  --pool-timeout MS    deadline of a pool task (default 0: none)\n"
+            "  --pool-group-share PCT  share of pool threads and queue per group (default 50)\n"
+            "  --pool-shed-target MS   shed (503) waits this long once they last (default 100)\n"
+            "  --pool-shed-interval MS how long waits must last before shedding (default 500)\n"
+            "  --pool-spin-us N     a pool thread looks for more work N us before sleeping (10)\n"
             "  --access-log DEST    FILE, - (stdout) or off (default off); SIGHUP reopens\n"
             "  --request-id         add the request-id middleware (default on)\n"
             "  --no-request-id      leave it out\n"
@@ -59,7 +63,8 @@ enum {
     OPT_POOL_THREADS, OPT_POOL_QUEUE, OPT_POOL_TIMEOUT, OPT_NOOP_MW, OPT_RECV_BUFS,
     OPT_RECV_BUF_SIZE, OPT_BATCH_WAIT, OPT_NO_DEFER, OPT_CACHE_CONTROL, OPT_SPLICE_MIN,
     OPT_MIN_BODY_RATE, OPT_BODY_RATE_WINDOW,
-    OPT_HANDLER_TO, OPT_DRAIN_GRACE, OPT_PID_FILE, OPT_NO_SENDFILE,
+    OPT_HANDLER_TO, OPT_DRAIN_GRACE, OPT_PID_FILE, OPT_NO_SENDFILE, OPT_POOL_SHARE,
+    OPT_SHED_TARGET, OPT_SHED_INTERVAL, OPT_POOL_SPIN,
 };
 
 static const struct option options[] = {
@@ -92,6 +97,10 @@ static const struct option options[] = {
     {"recv-buffer-size", required_argument, 0, OPT_RECV_BUF_SIZE},
     {"pool-queue", required_argument, 0, OPT_POOL_QUEUE},
     {"pool-timeout", required_argument, 0, OPT_POOL_TIMEOUT},
+    {"pool-group-share", required_argument, 0, OPT_POOL_SHARE},
+    {"pool-shed-target", required_argument, 0, OPT_SHED_TARGET},
+    {"pool-shed-interval", required_argument, 0, OPT_SHED_INTERVAL},
+    {"pool-spin-us", required_argument, 0, OPT_POOL_SPIN},
     {"access-log", required_argument, 0, OPT_ACCESS_LOG},
     {"request-id", no_argument, 0, OPT_REQUEST_ID},
     {"no-request-id", no_argument, 0, OPT_NO_REQUEST_ID},
@@ -137,6 +146,7 @@ static int apply_option(struct cli *cli, int opt, const char *arg)
     default: break;
     }
     unsigned long long max = opt == OPT_PORT ? 65535
+                             : opt == OPT_POOL_SHARE ? 100
                              : opt == OPT_MAX_BODY || opt == OPT_SPLICE_MIN ? 1ull << 40
                                                                             : 1u << 31;
     if (parse_num(arg, max, &v) < 0)
@@ -159,6 +169,10 @@ static int apply_option(struct cli *cli, int opt, const char *arg)
     case OPT_POOL_THREADS: c->pool_threads = (unsigned)v; break;
     case OPT_POOL_QUEUE: c->pool_queue = (unsigned)v; break;
     case OPT_POOL_TIMEOUT: c->pool_timeout_ms = (unsigned)v; break;
+    case OPT_POOL_SHARE: c->pool_group_share = (unsigned)v; break;
+    case OPT_SHED_TARGET: c->pool_shed_target_ms = (unsigned)v; break;
+    case OPT_SHED_INTERVAL: c->pool_shed_interval_ms = (unsigned)v; break;
+    case OPT_POOL_SPIN: c->pool_spin_us = (unsigned)v; break;
     case OPT_NOOP_MW: cli->noop_middleware = (unsigned)v; break;
     case OPT_RECV_BUFS: c->recv_buffers = (unsigned)v; break;
     case OPT_RECV_BUF_SIZE: c->recv_buffer_size = (unsigned)v; break;

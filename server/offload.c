@@ -98,6 +98,8 @@ static int status_of(const struct rh_task *t)
         return t->stop_reason == -ETIMEDOUT ? -ETIMEDOUT : 0;
     case RH_TASK_EXPIRED:
         return -ETIME;
+    case RH_TASK_SHED:
+        return -EBUSY;
     default:
         return -ECANCELED;
     }
@@ -118,6 +120,8 @@ static void on_delivered(struct rh_loop *loop, struct rh_msg *msg)
     if (!(r->flags & (R_RESP_STARTED | R_FINISHED)) && !r->offload) {
         if (status == -ETIME)
             resp_error(r, 503);
+        else if (status == -EBUSY)
+            resp_error_keepalive(r, 503); /* shed for delay: the client may retry later */
         else if (status == -ETIMEDOUT)
             resp_error(r, 504);
         else if (status == -ECANCELED && !r->conn)
@@ -126,7 +130,9 @@ static void on_delivered(struct rh_loop *loop, struct rh_msg *msg)
     req_leave(r, prev);
 }
 
-static int submit(struct rh_req *r, int lane, rh_work_fn work, rh_done_fn done, void *arg)
+/* lane >= 0: that lane; else the shared pool in group `group`. */
+static int submit(struct rh_req *r, int lane, unsigned group, rh_work_fn work, rh_done_fn done,
+                  void *arg)
 {
     struct rh_worker *w = r->w;
     struct rh_pool *pool = w->srv->pool;
@@ -143,7 +149,9 @@ static int submit(struct rh_req *r, int lane, rh_work_fn work, rh_done_fn done, 
     o->task.work = run_work;
     o->task.owner = &w->loop;
     o->task.deadline_ns = 0;
+    o->task.group = group;
     req_detach_head(r); /* the pool thread must not read the connection's buffer */
+    rh_pool_hold_wakes(true); /* this ring thread flushes them in worker_flush */
     int ret = lane < 0 ? rh_pool_submit(pool, &o->task) : rh_pool_submit_lane(pool, lane, &o->task);
     if (ret < 0) {
         offload_put(w, o);
@@ -153,10 +161,10 @@ static int submit(struct rh_req *r, int lane, rh_work_fn work, rh_done_fn done, 
     return 0;
 }
 
-static int answer_refusal(struct rh_req *r, int err)
+static int answer_refusal(struct rh_req *r, int err, const char *what)
 {
-    if (err == -ENOENT) {
-        rh_respond_error(r, 500, "no such lane");
+    if (err == -ENOENT && what) {
+        rh_respond_error(r, 500, what);
         return err;
     }
     resp_error_keepalive(r, 503); /* back-pressure: the client may retry */
@@ -165,16 +173,25 @@ static int answer_refusal(struct rh_req *r, int err)
 
 int rh_offload(rh_req *r, rh_work_fn work, rh_done_fn done, void *arg)
 {
-    int ret = submit(r, -1, work, done, arg);
-    return ret < 0 ? answer_refusal(r, ret) : 0;
+    int ret = submit(r, -1, 0, work, done, arg);
+    return ret < 0 ? answer_refusal(r, ret, NULL) : 0;
+}
+
+int rh_offload_group(rh_req *r, const char *group, rh_work_fn work, rh_done_fn done,
+                     void *arg)
+{
+    struct rh_pool *pool = r->w->srv->pool;
+    int idx = pool ? rh_pool_group_find(pool, group) : -ENOENT;
+    int ret = idx < 0 ? idx : submit(r, -1, (unsigned)idx, work, done, arg);
+    return ret < 0 ? answer_refusal(r, ret, "no such group") : 0;
 }
 
 int rh_offload_lane(rh_req *r, const char *lane, rh_work_fn work, rh_done_fn done, void *arg)
 {
     struct rh_pool *pool = r->w->srv->pool;
     int idx = pool ? rh_pool_lane_find(pool, lane) : -ENOENT;
-    int ret = idx < 0 ? idx : submit(r, idx, work, done, arg);
-    return ret < 0 ? answer_refusal(r, ret) : 0;
+    int ret = idx < 0 ? idx : submit(r, idx, 0, work, done, arg);
+    return ret < 0 ? answer_refusal(r, ret, "no such lane") : 0;
 }
 
 /* The connection is gone under an offloaded request: a task not yet started is dropped. */
@@ -190,6 +207,8 @@ struct blocking_route {
     rh_handler_fn fn;
     void *udata;
     char lane[32];
+    char *group; /* owned; the shared pool's group when lane is empty */
+    unsigned group_idx; /* resolved at start */
 };
 
 static void blocking_work(rh_req *r, void *arg)
@@ -237,14 +256,17 @@ static void blocking_done(rh_req *r, int status, void *arg)
 static void blocking_entry(rh_req *r, void *udata)
 {
     struct blocking_route *b = udata;
-    if (b->lane[0])
+    if (b->lane[0]) {
         rh_offload_lane(r, b->lane, blocking_work, blocking_done, b);
-    else
-        rh_offload(r, blocking_work, blocking_done, b);
+        return;
+    }
+    int ret = submit(r, -1, b->group_idx, blocking_work, blocking_done, b);
+    if (ret < 0)
+        answer_refusal(r, ret, NULL);
 }
 
-int rh_route_blocking(rh_server *srv, const char *method, const char *pattern,
-                      rh_handler_fn fn, void *udata, const char *lane)
+static int blocking_add(rh_server *srv, const char *method, const char *pattern,
+                        rh_handler_fn fn, void *udata, const char *lane, const char *group)
 {
     if (srv->threads_live)
         return -EBUSY;
@@ -257,12 +279,65 @@ int rh_route_blocking(rh_server *srv, const char *method, const char *pattern,
     b->udata = udata;
     if (lane)
         snprintf(b->lane, sizeof(b->lane), "%s", lane);
-    int ret = router_add(srv->routes, method, pattern, blocking_entry, b, true);
+    b->group = mi_strdup(group ? group : pattern ? pattern : "");
+    int ret = b->group ? router_add(srv->routes, method, pattern, blocking_entry, b, true)
+                       : -ENOMEM;
     if (ret < 0) {
+        mi_free(b->group);
         mi_free(b);
         return ret;
     }
     srv->blocking[srv->nblocking++] = b;
+    return 0;
+}
+
+int rh_route_blocking(rh_server *srv, const char *method, const char *pattern,
+                      rh_handler_fn fn, void *udata, const char *lane)
+{
+    return blocking_add(srv, method, pattern, fn, udata, lane, NULL);
+}
+
+int rh_route_blocking_group(rh_server *srv, const char *method, const char *pattern,
+                            rh_handler_fn fn, void *udata, const char *group)
+{
+    if (group && (!group[0] || strcmp(group, "default") == 0))
+        return -EINVAL;
+    return blocking_add(srv, method, pattern, fn, udata, NULL, group);
+}
+
+static struct rh_pool_group_config *group_get(rh_server *srv, const char *name)
+{
+    for (unsigned i = 0; i < srv->ngroups; i++)
+        if (strcmp(srv->groups[i].name, name) == 0)
+            return &srv->groups[i];
+    return NULL;
+}
+
+/* The group's entry, added with the defaults if new; NULL when full or out of memory. */
+static struct rh_pool_group_config *group_add(rh_server *srv, const char *name)
+{
+    struct rh_pool_group_config *g = group_get(srv, name);
+    if (g || srv->ngroups >= RH_MAX_GROUPS)
+        return g;
+    char *copy = mi_strdup(name); /* owner: srv, freed in offload_free */
+    if (!copy)
+        return NULL;
+    g = &srv->groups[srv->ngroups++];
+    *g = (struct rh_pool_group_config){.name = copy};
+    return g;
+}
+
+int rh_pool_group(rh_server *srv, const char *name, unsigned max_threads, unsigned queue_cap)
+{
+    if (srv->threads_live)
+        return -EBUSY;
+    if (!name || !name[0] || strcmp(name, "default") == 0)
+        return -EINVAL;
+    struct rh_pool_group_config *g = group_add(srv, name);
+    if (!g)
+        return -ENOSPC;
+    g->max_threads = max_threads;
+    g->queue_cap = queue_cap;
     return 0;
 }
 
@@ -284,20 +359,64 @@ int rh_lane_declare(rh_server *srv, const char *name, unsigned queue_cap)
 /* ---- life cycle ---- */
 
 static void deliver(void *owner, struct rh_msg *msg) { rh_loop_post(owner, msg); }
+static void post_quiet(void *owner, struct rh_msg *msg) { rh_loop_post_quiet(owner, msg); }
+static void wake(void *owner) { rh_loop_wake(owner); }
+
+/* The ring's end of a burst (worker_flush, before it submits and waits): the pool threads
+ * this iteration's offloads need are woken now, once each. */
+void offload_flush(void)
+{
+    rh_pool_flush_wakes();
+}
+
+/* Every blocking route on the shared pool gets its group (declared or not), and learns the
+ * group's index, so a request never looks a group up by name. */
+static int blocking_groups(rh_server *srv)
+{
+    for (unsigned i = 0; i < srv->nblocking; i++) {
+        struct blocking_route *b = srv->blocking[i];
+        if (!b->lane[0] && b->group[0] && strcmp(b->group, "default") != 0 &&
+            !group_add(srv, b->group))
+            return -ENOSPC;
+    }
+    return 0;
+}
+
+static void blocking_resolve(rh_server *srv)
+{
+    for (unsigned i = 0; i < srv->nblocking; i++) {
+        int idx = rh_pool_group_find(srv->pool, srv->blocking[i]->group);
+        srv->blocking[i]->group_idx = idx < 0 ? 0 : (unsigned)idx;
+    }
+}
 
 int offload_start(rh_server *srv)
 {
+    int ret = blocking_groups(srv);
+    if (ret < 0)
+        return ret;
+    const rh_config *c = &srv->cfg;
     struct rh_pool_config pc = {
-        .threads = srv->cfg.pool_threads,
-        .queue_cap = srv->cfg.pool_queue,
-        .timeout_ms = srv->cfg.pool_timeout_ms,
+        .threads = c->pool_threads,
+        .queue_cap = c->pool_queue,
+        .timeout_ms = c->pool_timeout_ms,
         .lanes = srv->lanes,
         .nlanes = srv->nlanes,
+        .groups = srv->groups,
+        .ngroups = srv->ngroups,
+        .group_share_pct = c->pool_group_share > 100 ? 100 : c->pool_group_share,
+        .shed_target_ms = c->pool_shed_target_ms,
+        .shed_interval_ms = c->pool_shed_interval_ms,
+        .spin_us = c->pool_spin_us,
         .deliver = deliver,
+        .post = post_quiet,
+        .wake = wake,
     };
-    int ret = rh_pool_new(&pc, &srv->pool);
-    if (ret == 0)
+    ret = rh_pool_new(&pc, &srv->pool);
+    if (ret == 0) {
+        blocking_resolve(srv);
         app_lanes_start(srv); /* lane start hooks, first in their lanes' queues */
+    }
     return ret;
 }
 
@@ -349,8 +468,12 @@ void offload_stop(rh_server *srv)
 
 void offload_free(rh_server *srv)
 {
-    for (unsigned i = 0; i < srv->nblocking; i++)
+    for (unsigned i = 0; i < srv->nblocking; i++) {
+        mi_free(srv->blocking[i]->group);
         mi_free(srv->blocking[i]);
+    }
+    for (unsigned i = 0; i < srv->ngroups; i++)
+        mi_free((char *)srv->groups[i].name);
     for (unsigned i = 0; i < srv->nlanes; i++)
         mi_free((char *)srv->lanes[i].name);
 }
@@ -372,11 +495,36 @@ static void render_one(char *buf, size_t *len, size_t cap, const char *label,
                      "ringhttp_pool_completed_total{%s} %llu\n"
                      "ringhttp_pool_rejected_total{%s} %llu\n"
                      "ringhttp_pool_expired_total{%s} %llu\n"
-                     "ringhttp_pool_cancelled_total{%s} %llu\n",
+                     "ringhttp_pool_cancelled_total{%s} %llu\n"
+                     "ringhttp_pool_shed_total{%s} %llu\n",
                      label, (unsigned long long)s->queued, label, (unsigned long long)s->running,
                      label, (unsigned long long)s->completed, label,
                      (unsigned long long)s->rejected, label, (unsigned long long)s->expired,
-                     label, (unsigned long long)s->cancelled);
+                     label, (unsigned long long)s->cancelled, label,
+                     (unsigned long long)s->shed);
+    if (n > 0 && (size_t)n < cap - *len)
+        *len += (size_t)n;
+}
+
+/* A group's queue and threads, and what its waits cost: wait_seconds_total over
+ * dequeued_total is the mean time in the queue. */
+static void render_group(char *buf, size_t *len, size_t cap, const char *name,
+                         const struct rh_pool_stats *s)
+{
+    int n = snprintf(buf + *len, cap - *len,
+                     "ringhttp_pool_group_queued{group=\"%s\"} %llu\n"
+                     "ringhttp_pool_group_in_flight{group=\"%s\"} %llu\n"
+                     "ringhttp_pool_group_max_threads{group=\"%s\"} %llu\n"
+                     "ringhttp_pool_group_completed_total{group=\"%s\"} %llu\n"
+                     "ringhttp_pool_group_rejected_total{group=\"%s\"} %llu\n"
+                     "ringhttp_pool_group_shed_total{group=\"%s\"} %llu\n"
+                     "ringhttp_pool_group_dequeued_total{group=\"%s\"} %llu\n"
+                     "ringhttp_pool_group_wait_seconds_total{group=\"%s\"} %.6f\n",
+                     name, (unsigned long long)s->queued, name, (unsigned long long)s->running,
+                     name, (unsigned long long)s->max_threads, name,
+                     (unsigned long long)s->completed, name, (unsigned long long)s->rejected,
+                     name, (unsigned long long)s->shed, name, (unsigned long long)s->dequeued,
+                     name, (double)s->wait_ns / 1e9);
     if (n > 0 && (size_t)n < cap - *len)
         *len += (size_t)n;
 }
@@ -385,6 +533,11 @@ void metrics_render_pool(const rh_server *srv, char *buf, size_t *len, size_t ca
 {
     if (!srv->pool)
         return;
+    struct rh_pool_stats g;
+    for (unsigned i = 0; i < rh_pool_group_count(srv->pool); i++) {
+        rh_pool_get_group_stats(srv->pool, i, &g);
+        render_group(buf, len, cap, rh_pool_group_name(srv->pool, i), &g);
+    }
     struct rh_pool_stats s;
     rh_pool_get_stats(srv->pool, -1, &s);
     render_one(buf, len, cap, "lane=\"\"", &s);

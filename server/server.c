@@ -32,6 +32,10 @@ void rh_config_init(rh_config *cfg)
     cfg->write_timeout_ms = 30000;
     cfg->handler_timeout_ms = 60000;
     cfg->drain_timeout_ms = 10000;
+    cfg->pool_group_share = 50;
+    cfg->pool_shed_target_ms = 100;
+    cfg->pool_shed_interval_ms = 500;
+    cfg->pool_spin_us = 10;
     cfg->ring_entries = 1024;
     cfg->recv_buffers = 1024;
     cfg->recv_buffer_size = 4096;

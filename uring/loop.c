@@ -390,6 +390,26 @@ static void note_dropped(struct rh_loop *loop)
         fault_count(&loop->faults.cqe_dropped, lost - seen);
 }
 
+/* Before blocking: from here posters must write the eventfd. The seq_cst fence is one half
+ * of a Dekker handshake with rh_loop_wake (our store to parked then our load of the inbox,
+ * against its push then its load of parked): either it sees parked and writes, or we see
+ * its message here. Then we run it instead of sleeping, and do not sleep this iteration at
+ * all: what it did (a request answered, the caller's condition met) must not wait for an
+ * unrelated completion. false: do not block. */
+static bool announce_park(struct rh_loop *loop)
+{
+    atomic_store_explicit(&loop->parked, true, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!atomic_load_explicit(&loop->inbox, memory_order_relaxed))
+        return true;
+    atomic_store_explicit(&loop->parked, false, memory_order_relaxed);
+    rh_loop_drain_inbox(loop);
+    if (loop->before_submit)
+        loop->before_submit(loop); /* what the messages queued goes out with this submit */
+    publish_buffers(loop);
+    return false;
+}
+
 int rh_loop_run_once(struct rh_loop *loop)
 {
     if (loop->before_submit)
@@ -397,9 +417,13 @@ int rh_loop_run_once(struct rh_loop *loop)
     publish_buffers(loop);
     if (loop->wheel.count && !loop->timer_armed)
         arm_timer(loop);
-    int ret = loop->backlog.len ? io_uring_submit(&loop->ring) /* no wait: work is stashed */
-              : loop->batch_wait_us ? submit_and_wait_batch(loop)
-                                    : io_uring_submit_and_wait(&loop->ring, 1);
+    /* Stashed work (a full SQ's backlog) is run before any wait; messages that came in while
+     * we announced the park are run at once too. */
+    int ret = loop->backlog.len ? io_uring_submit(&loop->ring)
+              : !announce_park(loop) ? io_uring_submit_and_get_events(&loop->ring)
+              : loop->batch_wait_us  ? submit_and_wait_batch(loop)
+                                     : io_uring_submit_and_wait(&loop->ring, 1);
+    atomic_store_explicit(&loop->parked, false, memory_order_relaxed);
     if (ret == -EBADR)
         note_dropped(loop);
     else if (ret < 0 && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN && ret != -ETIME)
@@ -433,7 +457,7 @@ void rh_loop_drain(struct rh_loop *loop, unsigned timeout_ms)
     }
 }
 
-void rh_loop_post(struct rh_loop *loop, struct rh_msg *msg)
+void rh_loop_post_quiet(struct rh_loop *loop, struct rh_msg *msg)
 {
     struct rh_msg *head = atomic_load_explicit(&loop->inbox, memory_order_relaxed);
     do {
@@ -441,11 +465,23 @@ void rh_loop_post(struct rh_loop *loop, struct rh_msg *msg)
     } while (!atomic_compare_exchange_weak_explicit(&loop->inbox, &head, msg,
                                                     memory_order_release,
                                                     memory_order_relaxed));
-    if (head == NULL) { /* first of a burst: one write wakes the loop for all of them */
+}
+
+void rh_loop_wake(struct rh_loop *loop)
+{
+    atomic_thread_fence(memory_order_seq_cst); /* the other half: see announce_park */
+    if (atomic_load_explicit(&loop->parked, memory_order_relaxed) &&
+        atomic_exchange_explicit(&loop->parked, false, memory_order_relaxed)) {
         uint64_t one = 1;
         ssize_t n = write(loop->wake_fd, &one, sizeof(one));
         (void)n; /* only fails when the counter would overflow: the loop is awake then */
     }
+}
+
+void rh_loop_post(struct rh_loop *loop, struct rh_msg *msg)
+{
+    rh_loop_post_quiet(loop, msg);
+    rh_loop_wake(loop);
 }
 
 void rh_loop_request_stop(struct rh_loop *loop)

@@ -8,8 +8,9 @@
  * Knows nothing about HTTP: completions are dispatched by the op type in user_data to the
  * handler the layer above registered with rh_loop_on().
  *
- * Thread rules: every function here runs on the loop's own thread, except rh_loop_post()
- * and rh_loop_request_stop(), which are safe from any thread (and from a signal handler for
+ * Thread rules: every function here runs on the loop's own thread, except rh_loop_post(),
+ * its halves rh_loop_post_quiet() and rh_loop_wake(), and rh_loop_request_stop(), which are
+ * safe from any thread (and from a signal handler for
  * rh_loop_request_stop). */
 #ifndef RH_URING_LOOP_H
 #define RH_URING_LOOP_H
@@ -105,6 +106,10 @@ struct rh_loop {
     int wake_fd;
     uint64_t wake_val;
     _Atomic(struct rh_msg *) inbox; /* LIFO pushed by other threads, reversed on drain */
+    /* Set while the loop is (about to be) blocked in the kernel: the first poster to see it
+     * clears it and writes the eventfd; posts to an awake loop make no system call, since
+     * the loop looks at the inbox after each batch and before it blocks again. */
+    atomic_bool parked;
     atomic_bool stop_requested;
     bool finishing; /* set by the owner for the final drain: the wake read is not re-armed */
 
@@ -155,9 +160,13 @@ static inline void rh_loop_timer_arm(struct rh_loop *loop, struct rh_timer *t, u
     rh_timer_arm(&loop->wheel, t, loop->now_ms + delay_ms);
 }
 
-/* Cross-thread: queue msg for the loop and wake it if the inbox was empty (one eventfd
- * write per burst). Safe from any thread. */
+/* Cross-thread: queue msg for the loop and, if the loop is blocked, wake it: one eventfd
+ * write per sleep of the loop, none while it is awake. Safe from any thread. */
 void rh_loop_post(struct rh_loop *loop, struct rh_msg *msg);
+/* The two halves of rh_loop_post, for a thread that posts a burst: queue without waking,
+ * then wake once. Every quiet post must be followed by a wake, or the loop may sleep on it. */
+void rh_loop_post_quiet(struct rh_loop *loop, struct rh_msg *msg);
+void rh_loop_wake(struct rh_loop *loop);
 /* Asks the loop's owner to stop (sets a flag and wakes the loop). Async-signal-safe. */
 void rh_loop_request_stop(struct rh_loop *loop);
 static inline bool rh_loop_stop_requested(struct rh_loop *loop)

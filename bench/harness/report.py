@@ -6,6 +6,8 @@ import shutil
 import statistics
 import subprocess
 
+from . import pool_scenarios
+
 ROW_FIELDS = ["round", "server", "scenario", "status", "rps", "requests", "seconds", "p50_ms",
               "p99_ms", "cpu_us_per_req", "cpu_pct", "client_cpu_us_per_req", "mb_s", "rss_kib",
               "socket_errors", "idle_open",
@@ -226,7 +228,8 @@ def markdown(meta, summ, servers, scenarios, rows=()):
     if "ringhttp" in servers and "nginx" in servers:
         lines += _ratio_table(ratios(rows), scenarios)
     for sc in scenarios:
-        lines += (_mixed_table(sc, summ) if sc.mixed else _cold_table(sc, summ, servers)
+        lines += (pool_scenarios.table(sc, summ) if sc.custom else
+                  _mixed_table(sc, summ) if sc.mixed else _cold_table(sc, summ, servers)
                   if sc.cold else _scenario_table(sc, summ, servers))
         lines.append("")
     return "\n".join(lines)

@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from . import load, procs, servers
+from . import load, pool_scenarios, procs, servers
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class Scenario:
     headers: tuple = ()
     idle: bool = False   # hold --idle-conns idle connections during the run
     mixed: bool = False  # ringhttp only: /plaintext alone, then beside /blocking load
+    custom: str = ""     # ringhttp only (with mixed): measured by pool_scenarios.MEASURE
     cold: bool = False   # /plaintext alone, then beside downloads of a cold file
 
     @property
@@ -52,6 +53,12 @@ SCENARIOS = [
              "connections are held open", "plaintext", idle=True),
     Scenario("mixed", "ringhttp only: GET /plaintext (wrk --latency, 50 connections) alone, "
              "then while 20 connections hammer /blocking?ms=50", "plaintext", mixed=True),
+    Scenario("pool-isolation", "ringhttp only: GET /work?us=200 (1 connection) alone, then "
+             "while 40 connections hammer /blocking?ms=200", "plaintext", mixed=True,
+             custom="isolation"),
+    Scenario("db-hop", "ringhttp only: server CPU per request of /db?id=42 (through the db "
+             "lane) over /plaintext, 50 connections each, same server", "plaintext",
+             mixed=True, custom="hop"),
     Scenario("cold", "GET /plaintext (wrk --latency, 50 connections) alone, then while one "
              "client downloads a 64 MiB file whose pages are dropped from the page cache "
              "(posix_fadvise DONTNEED) before every download", "plaintext", cold=True),
@@ -182,6 +189,9 @@ def measure(env, server, scen, round_no=1):
         if env.opts.warmup > 0:
             _wrk(env, url, scen, env.opts.warmup, latency=False)
         pids = srv.proc.tree()
+        if scen.custom:
+            return dict(row, **pool_scenarios.MEASURE[scen.custom](env, srv, scen, pids,
+                                                                    round_no))
         if scen.mixed:
             return dict(row, **_measure_mixed(env, srv, url, scen, pids, round_no % 2 == 0))
         if scen.cold:

@@ -233,7 +233,8 @@ def test_handler_deadline_every_kind_of_handler():
     """With --handler-timeout 400: a handler that never answers gets 500, a done callback
     that never answers gets 500, a blocking route still on the pool gets 504, each at the
     deadline; a request answered in time is untouched and the server keeps serving."""
-    with Server("--handler-timeout", "400", "--pool-threads", "2") as srv:
+    # 4 threads: /blocking's bulkhead (half of them) keeps one free after the stubborn task.
+    with Server("--handler-timeout", "400", "--pool-threads", "4") as srv:
         for path, status in (("/never", 500), ("/never?pool=1", 500),
                              ("/blocking?ms=3000&cooperate=0", 504)):
             r, dt = answered_at(srv.port, path)

@@ -428,5 +428,20 @@ def test_header_names_case_insensitive_and_ows():
     eq(r.header("content-type"), "text/y", "Content-Type with OWS trimmed")
 
 
+# ---- the README ----
+
+def test_readme_flag_list_equals_help():
+    """The README's flag block is --help's text, line for line (it drifted twice)."""
+    import subprocess
+    out = subprocess.run([H.ARGS.binary, "--help"], capture_output=True, timeout=10)
+    eq(out.returncode, 0, "--help exit code")
+    help_lines = out.stdout.decode().splitlines()
+    check(help_lines and help_lines[0].startswith("usage: ringhttp"), "usage line: %r" % help_lines[:1])
+    readme = open(os.path.join(H.ARGS.source_dir, "README.md")).read()
+    m = re.search(r"```\nringhttp \[options\]\n(.*?)```", readme, re.S)
+    check(m, "README has a ```ringhttp [options] block")
+    eq(m.group(1).splitlines(), help_lines[1:], "README flag list vs --help")
+
+
 if __name__ == "__main__":
     H.run_tests(globals())

@@ -25,7 +25,8 @@ def ask(port, path):
 
 
 def test_saturated_pool_answers_503_quickly():
-    srv = H.Server("--pool-threads", "2", "--pool-queue", "2").start()
+    # The whole pool for one route (no bulkhead), so the bound under test is the queue's.
+    srv = H.Server("--pool-threads", "2", "--pool-queue", "2", "--pool-group-share", "100").start()
     try:
         results = []
         lock = threading.Lock()
@@ -36,8 +37,13 @@ def test_saturated_pool_answers_503_quickly():
                 results.append(r)
 
         threads = [threading.Thread(target=one) for _ in range(12)]
-        for t in threads:
+        # Two to run, then two to queue, then the rest: in steps, so the pool threads have
+        # taken the first two before the queue fills (a ring wakes the pool once per
+        # iteration: twelve in one burst would find the two cells still full).
+        for i, t in enumerate(threads):
             t.start()
+            if i in (1, 3):
+                time.sleep(0.15)
         for t in threads:
             t.join(20)
         ok = [r for r in results if r.status == 200]

@@ -152,6 +152,13 @@ static void stubborn_work(rh_req *req, void *arg)
 
 static void on_stubborn(rh_req *req, void *u) { rh_offload(req, stubborn_work, slow_done, NULL); }
 
+/* In the bulkhead "g" (one thread at most), or in a group nobody declared. */
+static void on_grp(rh_req *req, void *u) { rh_offload_group(req, "g", slow_work, slow_done, NULL); }
+static void on_nogrp(rh_req *req, void *u)
+{
+    rh_offload_group(req, "nope", slow_work, slow_done, NULL);
+}
+
 static void blocking_handler(rh_req *req, void *u)
 {
     char body[32];
@@ -178,7 +185,12 @@ static rh_server *start(unsigned pool_threads, unsigned queue, unsigned timeout_
     assert_int_equal(rh_route(srv, "GET", "/slow", on_slow, NULL), 0);
     assert_int_equal(rh_route(srv, "GET", "/stubborn", on_stubborn, NULL), 0);
     assert_int_equal(rh_route_blocking(srv, "GET", "/blocking", blocking_handler, NULL, NULL), 0);
+    assert_int_equal(rh_route(srv, "GET", "/grp", on_grp, NULL), 0);
+    assert_int_equal(rh_route(srv, "GET", "/nogrp", on_nogrp, NULL), 0);
+    assert_int_equal(rh_pool_group(srv, "default", 1, 0), -EINVAL);
+    assert_int_equal(rh_pool_group(srv, "g", 1, 4), 0);
     assert_int_equal(rh_server_start(srv), 0);
+    assert_int_equal(rh_pool_group(srv, "late", 1, 0), -EBUSY);
     atomic_store(&destroyed, 0);
     atomic_store(&work_ran, 0);
     atomic_store(&work_started, 0);
@@ -301,6 +313,36 @@ static void test_full_queue_is_503(void **state)
     rh_server_free(srv);
 }
 
+/* Group g may hold one thread: its second task waits though a thread is free, and that
+ * thread serves the default group at once. */
+static void test_group_holds_only_its_share(void **state)
+{
+    rh_server *srv = start(2, 16, 0);
+    uint16_t port = rh_server_port(srv);
+    int a = dial(port), b = dial(port);
+    send_get(a, "/grp");
+    while (atomic_load(&work_started) == 0)
+        sleep_ms(1);
+    send_get(b, "/grp");
+    sleep_ms(50);
+    assert_int_equal(atomic_load(&work_started), 1); /* b waits for g's one thread */
+    char *resp = get(port, "/ctx");                  /* the other thread is free for it */
+    assert_int_equal(status_of(resp), 200);
+    assert_int_equal(atomic_load(&work_started), 1);
+    resp = get(port, "/nogrp");
+    assert_int_equal(status_of(resp), 500);
+    assert_non_null(strstr(resp, "no such group"));
+    char buf[512];
+    ssize_t n = read(b, buf, sizeof(buf) - 1); /* after a's 300 ms */
+    assert_true(n > 0);
+    buf[n] = 0;
+    assert_int_equal(status_of(buf), 200);
+    assert_int_equal(atomic_load(&work_started), 2);
+    close(a);
+    close(b);
+    rh_server_free(srv);
+}
+
 static void test_overrun_is_504(void **state)
 {
     rh_server *srv = start(1, 16, 100);
@@ -344,6 +386,7 @@ int main(void)
         cmocka_unit_test(test_client_gone_mid_work),
         cmocka_unit_test(test_shutdown_mid_work),
         cmocka_unit_test(test_full_queue_is_503),
+        cmocka_unit_test(test_group_holds_only_its_share),
         cmocka_unit_test(test_overrun_is_504),
         cmocka_unit_test(test_expired_in_queue_is_503),
     };
