@@ -1,34 +1,47 @@
-/* libFuzzer target: arbitrary byte streams, split at arbitrary points, through a connection
- * (see fuzz.h for the world it runs in).
+/* libFuzzer target: arbitrary byte streams, split at arbitrary points, from up to four
+ * clients at once through the connections of one ring (see fuzz.h for the world it runs in).
  *
- * Input layout: 16 control bytes, then the bytes the client sends (the payload).
+ * Input layout: 16 control bytes, then the bytes the clients send (the payload): one
+ * client's bytes, "~~~~", the next one's, ... (up to FZ_MAX_STREAMS clients; no separator:
+ * one client, as the fuzzer always had). With several clients, bytes 0xF0..0xF7 of client j
+ * become FZ_TAG(j): a request or a response carrying another client's tag is a leak between
+ * connections.
  *   ctrl[0]   bit 0: hand input to conn_feed directly (else: multishot recv completions into
  *                    provided buffers, which exercises holding and read back-pressure)
  *             bit 1: small limits from ctrl[1..4] (else the defaults)
- *             bits 2-3: how the connection ends: peer EOF, peer reset, the server closes
- *                    it, or a graceful stop (idle connections close) then EOF
+ *             bits 2-3: how the connections end: peer EOF, peer reset, the server closes
+ *                    them, or a graceful stop (idle connections close) then EOF; clients
+ *                    after the first end (EOF or reset) as soon as their input is sent
  *             bit 4: the worker is draining (every response closes)
+ *             bits 5-6: how the clients take turns (enum turns; '@' one piece each)
+ *             bit 7: one connection slot fewer than clients (accepts find the slab full)
  *   ctrl[1]   max_header_size = 24 + 32 * b     ctrl[2]  max_uri = min(1 + 4 * b, header)
  *   ctrl[3]   max_body = 3 * b                   ctrl[4]  max_headers = b % 20
- *   ctrl[5]   bits 0-1: recv buffer size 4096/1024/256/64; bits 2-3: 16/8/4/16 buffers;
- *             bits 4-6: the payload is sent REPEAT[] times over (more than the 16 KiB input
+ *   ctrl[5]   bits 0-1: recv buffer size 4096/1024/256/64; bits 2-3: 16/8/4/16 buffers
+ *             (one ring of them, shared by every connection);
+ *             bits 4-6: each payload is sent REPEAT[] times over (more than the 16 KiB input
  *             block even with -max_len=16384: compaction, holding, bodies streaming through)
- *   ctrl[6..15] the schedule, used in a cycle: one byte per piece of input;
+ *   ctrl[6..15] the schedule, used in a cycle by all clients: one byte per piece of input;
  *             bits 0-4 pick the piece's length (PIECE[], capped by the buffer size),
  *             bits 5-7 what else happens in that loop iteration (enum step_op).
  * Printable control bytes mean something: '@' is "defaults, whole pieces, sent once", 'A'
  * feed mode, 'B' small limits; in the schedule, uppercase is a plain step, lowercase also
  * answers a parked request, digits and punctuation leave the send in flight.
  *
- * After each iteration the world is checked (world_sane); at the end the connection must
- * close, every request must have ended exactly once, every op must have completed and every
- * buffer must be back. A failed check aborts, which libFuzzer reports as a crash. */
+ * A client connects when it first takes a turn (the first one before anything else), in an
+ * iteration where the others' completions arrive too; one whose connection closes sends the
+ * rest on a new one (fd numbers and slots are reused); one refused (slab full) retries, then
+ * gives up. After each iteration the world is checked (world_sane, invariants.c); at the end
+ * every connection must close, every request must have ended exactly once, every op must
+ * have completed, every buffer must be back and every slot free. A failed check aborts,
+ * which libFuzzer reports as a crash. */
 #include <errno.h>
 #include <string.h>
 
 #include "tests/fuzz/fuzz.h"
 
-enum { CTRL_LEN = 16, SCHED_OFF = 6, SCHED_LEN = 10, MAX_CONNS_PER_INPUT = 8 };
+enum { CTRL_LEN = 16, SCHED_OFF = 6, SCHED_LEN = 10 };
+enum { MAX_CONNS_PER_CLIENT = 8, MAX_REFUSALS = 4 }; /* then the client gives up */
 
 enum step_op {
     OP_SHORT_WRITE, /* the send completes partly (fails with a reset for length index 0) */
@@ -37,7 +50,8 @@ enum step_op {
     OP_ANSWER,      /* plain, and the oldest parked request is answered */
     OP_RECV_FINAL,  /* the piece ends the multishot recv (re-armed at the next flush) */
     OP_NOBUFS,      /* the multishot recv ends with -ENOBUFS before the piece */
-    OP_BURST,       /* the next piece arrives in the same iteration (two completions) */
+    OP_BURST,       /* the next piece arrives in the same iteration (two completions), and
+                     * every other connected client's next piece too (buffers run dry) */
     OP_TIME,        /* time passes: 1.6 s (linger) for an even length index, else 61 s */
 };
 
@@ -45,32 +59,6 @@ static const uint32_t PIECE[32] = {4096, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 
                                    17, 20, 24, 31, 32, 33, 48, 64, 100, 127, 128, 255, 256,
                                    512, 1000, 2048};
 static const unsigned REPEAT[8] = {5, 6, 7, 8, 1, 2, 3, 4}; /* '@'..'O': once */
-
-/* The payload, sent `repeat` times over, cut into pieces by the schedule. */
-struct stream {
-    const char *data;
-    size_t len;
-    uint64_t pos, total;
-    const uint8_t *sched;
-    unsigned next; /* schedule index */
-};
-
-/* The next piece into out (a copy: a piece may wrap around the payload); its schedule byte
- * in *sched_byte. */
-static uint32_t next_piece(struct stream *st, uint32_t max, char *out, uint8_t *sched_byte)
-{
-    uint8_t sb = st->sched[st->next++ % SCHED_LEN];
-    uint64_t n = PIECE[sb & 31];
-    if (n > max)
-        n = max; /* one recv's worth at most: what the server sizes its input block for */
-    if (n > st->total - st->pos)
-        n = st->total - st->pos;
-    for (uint64_t i = 0; i < n; i++)
-        out[i] = st->data[(st->pos + i) % st->len];
-    st->pos += n;
-    *sched_byte = sb;
-    return (uint32_t)n;
-}
 
 struct world *fz_current;
 static rh_server tmpl; /* routes and middleware, built once; each world copies it */
@@ -86,6 +74,17 @@ static void touch(rh_str s) /* every byte a slice claims must be readable */
     for (size_t i = 0; i < s.len; i++)
         sum += (unsigned char)s.ptr[i];
     sink += sum;
+}
+
+/* A request carries only its own client's tag bytes (see FZ_TAG). */
+static void check_tags(struct world *W, const struct fz_sock *s, rh_str v)
+{
+    if (W->nstreams < 2)
+        return;
+    for (size_t i = 0; i < v.len; i++)
+        FZ_CHECK(!FZ_IS_TAG(v.ptr[i]) || (unsigned char)v.ptr[i] == FZ_TAG(s->stream),
+                 "a request on stream %u's connection carries stream %u's byte", s->stream,
+                 (unsigned char)v.ptr[i] - 0xF0u);
 }
 
 static void park(rh_req *r, enum fz_park_kind kind)
@@ -122,6 +121,9 @@ static void h_echo(rh_req *r, void *u)
         FZ_CHECK(body.len == r->content_length, "body %zu of a declared %llu", body.len,
                  (unsigned long long)r->content_length);
     touch(body);
+    struct world *W = world_of(r->w);
+    if (r->conn)
+        check_tags(W, sock_of_conn(W, r->conn), body);
     rh_respond(r, 200, "application/octet-stream", body.ptr, body.len);
 }
 
@@ -214,6 +216,15 @@ static rh_mw_result check_before(rh_req *r, void *u)
              "a request dispatched after a Connection: close answer was queued");
     FZ_CHECK((c->flags & C_PAUSED) && c->phase == PH_HANDLER, "dispatched but not paused");
     FZ_CHECK(r->flags & R_HEADERS_DONE, "dispatched before the head was complete");
+    struct world *W = world_of(r->w);
+    struct fz_sock *s = sock_of_conn(W, c);
+    unsigned n = rh_req_header_count(r);
+    rh_str name, value;
+    check_tags(W, s, rh_req_url(r));
+    for (unsigned i = 0; i < n && rh_req_header_at(r, i, &name, &value) == 0; i++) {
+        check_tags(W, s, name);
+        check_tags(W, s, value);
+    }
     return RH_MW_NEXT;
 }
 
@@ -221,12 +232,15 @@ static void check_after(rh_req *r, int status, void *u)
 {
     struct rh_conn *c = r->conn;
     struct world *W = world_of(r->w);
-    FZ_CHECK(c == &W->conns[0] && conn_live(c), "a head written for a connection gone");
+    FZ_CHECK(c && c >= W->conns && c < W->conns + W->srv.cfg.max_conns && conn_live(c) &&
+                 c->req == r,
+             "a head written for a connection gone");
+    struct fz_sock *s = sock_of_conn(W, c);
     FZ_CHECK(!(c->flags & (C_CLOSE_AFTER_SEND | C_CLOSING)),
              "a response head queued after a Connection: close one (flags 0x%x)", c->flags);
     /* Where this head lands in the stream: sent and acknowledged, in flight, then pending. */
-    uint64_t offset = W->k.acked + (c->wbuf.len - c->wbuf.sent) + c->pbuf.len;
-    verify_record(&W->v, offset, status, r->flags & R_HEAD);
+    uint64_t offset = s->acked + (c->wbuf.len - c->wbuf.sent) + c->pbuf.len;
+    verify_record(&s->v, offset, status, r->flags & R_HEAD);
     FZ_CHECK(rh_resp_header(r, "X-Fuzz", "1") == 0, "after hook could not add a header");
 }
 
@@ -297,13 +311,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 /* ---- the world ---- */
 
-static void configure(rh_config *cfg, const uint8_t *ctrl)
+static void configure(rh_config *cfg, const uint8_t *ctrl, unsigned nstreams)
 {
     static const unsigned buf_size[4] = {4096, 1024, 256, 64};
     static const unsigned nbufs[4] = {16, 8, 4, 16};
     cfg->recv_buffer_size = buf_size[ctrl[5] & 3];
     cfg->recv_buffers = nbufs[(ctrl[5] >> 2) & 3];
-    cfg->max_conns = 1;
+    /* bit 7: one slot fewer than clients, so an accept finds the slab full */
+    cfg->max_conns = nstreams > 1 && (ctrl[0] & 128) ? nstreams - 1 : nstreams;
     if (ctrl[0] & 2) {
         cfg->max_header_size = 24 + 32u * ctrl[1];
         cfg->max_uri = 1 + 4u * ctrl[2] < cfg->max_header_size ? 1 + 4u * ctrl[2]
@@ -317,12 +332,13 @@ static void configure(rh_config *cfg, const uint8_t *ctrl)
              "a configuration the server would refuse");
 }
 
-static struct world *world_new(const uint8_t *ctrl)
+static struct world *world_new(const uint8_t *ctrl, unsigned nstreams)
 {
     struct world *W = calloc(1, sizeof(*W));
     FZ_CHECK(W, "out of memory");
     W->srv = tmpl;
-    configure(&W->srv.cfg, ctrl);
+    W->nstreams = nstreams;
+    configure(&W->srv.cfg, ctrl, nstreams);
     struct rh_worker *w = &W->w;
     w->srv = &W->srv;
     w->loop.owner = w;
@@ -332,10 +348,12 @@ static struct world *world_new(const uint8_t *ctrl)
     worker_refresh_date(w);
     w->conns = W->conns;
     w->free_idx = W->free_idx;
-    w->free_top = 1;
+    for (uint32_t i = 0; i < W->srv.cfg.max_conns; i++) /* as server.c: lowest slot first */
+        W->free_idx[i] = W->srv.cfg.max_conns - 1 - i;
+    w->free_top = W->srv.cfg.max_conns;
     w->held_next = W->held_next;
     w->held_len = W->held_len;
-    w->listen_fd = -1; /* the accept is not re-armed: one connection at a time */
+    w->listen_fd = -1; /* the accept is not re-armed: the harness posts each one */
     ring_init(W, W->srv.cfg.recv_buffers, W->srv.cfg.recv_buffer_size);
     fz_current = W;
     return W;
@@ -360,118 +378,9 @@ static void world_free(struct world *W)
     }
     free_blocks(&w->free_in);
     free_blocks(&w->free_out);
-    verify_free(&W->v);
     ring_fini(W);
     fz_current = NULL;
     free(W);
-}
-
-static bool conn_up(struct world *W) { return conn_live(&W->conns[0]); }
-
-static void iter_plain(struct world *W, bool answer, uint64_t pass_ms);
-
-static void open_conn(struct world *W, bool draining)
-{
-    if (W->k.fd_open) /* the last one's close is still queued: submit it first */
-        iter_plain(W, false, 0);
-    W->w.draining = false; /* a draining worker refuses connections: accept first */
-    verify_reset(&W->v);
-    W->close_seen = false;
-    ring_accept(W, FZ_FD_BASE + (int)W->conns_opened++);
-    ring_dispatch(W);
-    FZ_CHECK(conn_up(W), "the accepted connection is not open");
-    W->w.draining = draining;
-}
-
-/* What conn.c keeps true between loop iterations (sqlite's pcache-style sanity check). */
-static void world_sane(struct world *W)
-{
-    struct rh_conn *c = &W->conns[0];
-    struct fz_ring *k = &W->k;
-    FZ_CHECK(W->w.loop.inflight == k->recv_armed + k->send_armed + k->nsqes +
-                                       ring_finals_posted(W),
-             "inflight %u, kernel has recv %d send %d, %u SQEs queued, %u finals posted",
-             W->w.loop.inflight, k->recv_armed, k->send_armed, k->nsqes, ring_finals_posted(W));
-    unsigned live = 0;
-    for (unsigned i = 0; i < W->nparked; i++) {
-        const struct rh_req *r = W->parked[i].req;
-        FZ_CHECK(!r->conn || (r->conn == c && c->req == r && conn_live(c)),
-                 "a parked request attached to a connection that does not hold it");
-        live += r->conn == NULL; /* orphans: their connection closed under them */
-    }
-    if (!conn_live(c)) {
-        /* Still on the flush list: freed when worker_flush pops it (C_FREE_PENDING). */
-        FZ_CHECK(W->w.free_top == 1 || (c->flags & C_FREE_PENDING),
-                 "the closed slot is not free");
-        FZ_CHECK(!rh_timer_armed(&c->timer) && W->w.loop.wheel.count == 0,
-                 "a timer armed on a closed slot");
-        /* A send reads the slot's buffers: waited for. The multishot recv fills only
-         * provided buffers: the slot may go once its cancel is queued (conn_close). */
-        FZ_CHECK(!k->send_armed, "slot freed with a send in flight");
-        FZ_CHECK(!k->recv_armed || ring_pending(W, IORING_OP_ASYNC_CANCEL),
-                 "slot freed, its recv still armed and not cancelled");
-        FZ_CHECK(!k->fd_open || ring_pending(W, IORING_OP_CLOSE), "slot freed, fd left open");
-        FZ_CHECK(ring_bufs_lent(W) == 0, "%u provided buffers lost", ring_bufs_lent(W));
-        FZ_CHECK(W->live_reqs == live, "%u requests live, %u parked orphans", W->live_reqs,
-                 live);
-        return;
-    }
-    FZ_CHECK(c->in_off <= c->in_len && c->in_len <= RH_IN_BLOCK, "in_off %u in_len %u",
-             c->in_off, c->in_len);
-    FZ_CHECK(c->in || c->in_len == 0, "bytes counted with no input buffer");
-    FZ_CHECK(!(c->flags & C_PAUSED) || c->req, "paused with no request");
-    FZ_CHECK(!c->req || c->req->conn == c, "the connection's request points elsewhere");
-    FZ_CHECK(c->wbuf.sent <= c->wbuf.len && c->pbuf.len <= c->pbuf.cap, "output buffers");
-    /* conn_close forgets the recv once its cancel is queued (it fills only provided
-     * buffers); otherwise the flag and the kernel agree. */
-    bool recv_dropped = (c->flags & C_CLOSING) && ring_pending(W, IORING_OP_ASYNC_CANCEL);
-    FZ_CHECK(!!(c->flags & C_RECV_ARMED) == (k->recv_armed || ring_pending(W, IORING_OP_RECV)) ||
-                 (recv_dropped && !(c->flags & C_RECV_ARMED)),
-             "C_RECV_ARMED %d, kernel recv %d", !!(c->flags & C_RECV_ARMED), k->recv_armed);
-    FZ_CHECK(!!(c->flags & C_SEND_INFLIGHT) ==
-                 (k->send_armed || ring_pending(W, IORING_OP_SEND)),
-             "C_SEND_INFLIGHT %d, kernel send %d", !!(c->flags & C_SEND_INFLIGHT),
-             k->send_armed);
-    unsigned held = 0;
-    for (unsigned b = c->held_head; b != RH_NO_BUF; b = W->held_next[b]) {
-        FZ_CHECK(b < k->nbufs && k->buf_lent[b] && held < k->nbufs, "held list broken");
-        FZ_CHECK(W->held_next[b] != RH_NO_BUF || c->held_tail == b, "held tail");
-        held++;
-    }
-    FZ_CHECK(held == c->nheld && held == ring_bufs_lent(W), "held %u, nheld %u, lent %u", held,
-             c->nheld, ring_bufs_lent(W));
-    /* Bounded whatever the client does: held buffers, the spill, the output queued (one
-     * response past the high-water mark at most: parsing stops there). */
-    FZ_CHECK(c->nheld <= RH_HELD_MAX && W->w.held_total == c->nheld, "held %u of at most %u, "
-             "worker counts %u", c->nheld, RH_HELD_MAX, W->w.held_total);
-    FZ_CHECK(c->spill_off <= c->spill_len && c->spill_len <= RH_SPILL_MAX, "spill %u/%u",
-             c->spill_off, c->spill_len);
-    FZ_CHECK(conn_out_queued(c) <= RH_OUT_HIGH + sizeof(big) + 1024,
-             "%zu bytes of output queued: back-pressure failed", conn_out_queued(c));
-    live += c->req != NULL;
-    FZ_CHECK(W->live_reqs == live, "%u requests live, %u accounted for", W->live_reqs, live);
-    FZ_CHECK(W->w.loop.wheel.count == rh_timer_armed(&c->timer), "stray timers");
-    /* Every phase that waits on the peer has a deadline (no slow-loris, no idle leak). */
-    bool waiting = (c->phase == PH_HEAD || c->phase == PH_BODY || c->phase == PH_LINGER ||
-                    (c->phase == PH_IDLE && !c->req && !(c->flags & C_DIRTY) &&
-                     c->pbuf.len == 0)) &&
-                   !(c->flags & C_CLOSING);
-    FZ_CHECK(!waiting || rh_timer_armed(&c->timer),
-             "no timer armed in phase %d (flags 0x%x): the peer can hold the slot forever",
-             c->phase, c->flags);
-    /* A request with its handler and unanswered has a deadline (--handler-timeout): nobody
-     * answering must not hold the connection forever. */
-    FZ_CHECK(c->phase != PH_HANDLER || !c->req || (c->req->flags & R_RESP_STARTED) ||
-                 (c->flags & C_CLOSING) || rh_timer_armed(&c->timer),
-             "an unanswered request with no handler deadline armed (flags 0x%x)", c->flags);
-    /* Once an answer that closes is queued, the rest of the input is never parsed. */
-    uint32_t unparsed = c->in_len - c->in_off;
-    if (c->flags & C_CLOSE_AFTER_SEND) {
-        if (W->close_seen)
-            FZ_CHECK(unparsed >= W->unparsed_at_close, "input parsed after Connection: close");
-        W->close_seen = true;
-        W->unparsed_at_close = unparsed;
-    }
 }
 
 static void answer_one(struct world *W)
@@ -495,13 +404,101 @@ static void answer_one(struct world *W)
     }
 }
 
+/* ---- the clients ---- */
+
+/* One client: its payload (sent `repeat` times over), and the socket it is on now. A
+ * client whose connection closes mid-input sends the rest on a new one. */
+struct client {
+    char *data; /* a copy, tag bytes rewritten (FZ_TAG) */
+    size_t len;
+    uint64_t pos, total;
+    struct fz_sock *sock; /* NULL until first connected */
+    unsigned conns, refusals;
+};
+
+struct input {
+    struct client cl[FZ_MAX_STREAMS];
+    unsigned n; /* clients */
+    const uint8_t *sched;
+    unsigned next; /* schedule index, shared by all clients */
+    unsigned steps;
+    unsigned mode; /* how clients take turns (enum turns) */
+    bool feed;
+    unsigned end_style;
+};
+
+/* The client's connection, if the server still has it. */
+static struct rh_conn *client_conn(struct world *W, const struct client *cl)
+{
+    return conn_of_sock(W, cl->sock);
+}
+
+/* The next piece into out (a copy: a piece may wrap around the payload); its schedule byte
+ * in *sched_byte. */
+static uint32_t next_piece(struct input *in, struct client *cl, uint32_t max, char *out,
+                           uint8_t *sched_byte)
+{
+    uint8_t sb = in->sched[in->next++ % SCHED_LEN];
+    uint64_t n = PIECE[sb & 31];
+    if (n > max)
+        n = max; /* one recv's worth at most: what the server sizes its input block for */
+    if (n > cl->total - cl->pos)
+        n = cl->total - cl->pos;
+    for (uint64_t i = 0; i < n; i++)
+        out[i] = cl->data[(cl->pos + i) % cl->len];
+    cl->pos += n;
+    *sched_byte = sb;
+    return (uint32_t)n;
+}
+
+/* The payload after the control bytes, cut at SEP into up to FZ_MAX_STREAMS clients. */
+static void input_split(struct input *in, const uint8_t *p, size_t len, unsigned repeat)
+{
+    static const char SEP[] = "~~~~";
+    const size_t seplen = sizeof(SEP) - 1;
+    in->n = 0;
+    for (;;) {
+        const uint8_t *cut = NULL;
+        if (in->n + 1 < FZ_MAX_STREAMS)
+            cut = memmem(p, len, SEP, seplen);
+        size_t n = cut ? (size_t)(cut - p) : len;
+        struct client *cl = &in->cl[in->n++];
+        cl->data = malloc(n ? n : 1);
+        FZ_CHECK(cl->data, "out of memory");
+        memcpy(cl->data, p, n);
+        cl->len = n;
+        cl->total = (uint64_t)n * repeat;
+        if (!cut)
+            break;
+        p += n + seplen;
+        len -= n + seplen;
+    }
+    if (in->n > 1) /* tag every client's bytes: a leak between connections is visible */
+        for (unsigned j = 0; j < in->n; j++)
+            for (size_t i = 0; i < in->cl[j].len; i++)
+                if (FZ_IS_TAG(in->cl[j].data[i]))
+                    in->cl[j].data[i] = (char)FZ_TAG(j);
+}
+
 /* ---- one loop iteration, as rh_loop_run_once orders it ---- */
 
-/* Flush (one send per connection, recv re-arms) and submit. */
-static void iter_begin(struct world *W)
+/* Flush (one send per connection, recv re-arms) and submit; a new client's accept, if
+ * any, comes in with this iteration's first completions. */
+static void iter_begin(struct world *W, struct client *accepting, unsigned stream)
 {
     W->w.loop.before_submit(&W->w.loop);
     ring_submit(W);
+    if (accepting) {
+        bool draining = W->w.draining;
+        W->w.draining = false; /* a draining worker refuses connections: accept first */
+        accepting->sock = ring_accept(W, stream);
+        ring_dispatch(W);
+        W->w.draining = draining;
+        if (accepting->sock && accepting->sock->refused)
+            accepting->refusals++;
+        else if (accepting->sock)
+            accepting->conns++;
+    }
     ring_deliver_eof(W);
 }
 
@@ -516,100 +513,196 @@ static void iter_end(struct world *W, uint64_t pass_ms)
 
 static void iter_plain(struct world *W, bool answer, uint64_t pass_ms)
 {
-    iter_begin(W);
-    ring_complete_send(W, UINT32_MAX);
+    iter_begin(W, NULL, 0);
+    ring_complete_sends(W, true);
     ring_dispatch(W);
     if (answer)
         answer_one(W);
     iter_end(W, pass_ms);
 }
 
-/* Hands a piece to the connection: false if it cannot take it now. A closing or lingering
- * connection drops input, as conn_take_input does. */
-static bool try_input(struct world *W, bool feed, const char *p, uint32_t n, bool final)
+/* Hands a piece to the client's connection: false if it cannot take it now. A closing or
+ * lingering connection (or none: refused, or gone) drops input, as conn_take_input does. */
+static bool try_input(struct world *W, struct client *cl, bool feed, const char *p,
+                      uint32_t n, bool final)
 {
-    struct rh_conn *c = &W->conns[0];
-    if (!conn_live(c) || (c->flags & C_CLOSING) || c->phase == PH_LINGER)
+    struct rh_conn *c = client_conn(W, cl);
+    if (!c || (c->flags & C_CLOSING) || c->phase == PH_LINGER)
         return true;
     if (!feed)
-        return ring_recv(W, p, n, final);
+        return ring_recv(W, cl->sock, p, n, final);
     bool ok = conn_feed(c, p, n);
-    if (!ok) /* conn_feed refuses only while the buffer is full of unparsed input */
-        FZ_CHECK(c->flags & (C_PAUSED | C_CLOSE_AFTER_SEND), "conn_feed refused %u bytes "
-                 "with nothing to wait for (in_len %u, in_off %u, flags 0x%x)", n, c->in_len,
-                 c->in_off, c->flags);
+    if (!ok) /* conn_feed refuses only while the buffer is full of unparsed input: a
+              * handler runs, a close is queued, or output is past the high-water mark */
+        FZ_CHECK(c->flags & (C_PAUSED | C_CLOSE_AFTER_SEND | C_OUT_FULL),
+                 "conn_feed refused %u bytes with nothing to wait for (in_len %u, "
+                 "in_off %u, flags 0x%x)", n, c->in_len, c->in_off, c->flags);
     return ok;
 }
 
 /* The input cannot go in: let the server make room (answer parked requests, complete
- * sends) until it can. No progress with nothing left to answer is a stuck connection. */
-static void deliver_stalled(struct world *W, bool feed, const char *p, uint32_t n)
+ * every send) until it can. No progress with nothing left to answer is a stuck
+ * connection (the other clients' held buffers and starved recvs included). */
+static void deliver_stalled(struct world *W, struct client *cl, bool feed, const char *p,
+                            uint32_t n)
 {
     for (unsigned idle = 0;; idle++) {
-        FZ_CHECK(idle < 8, "input stalled: recv never re-armed or conn_feed keeps refusing "
-                 "(flags 0x%x phase %d nheld %u)", W->conns[0].flags, W->conns[0].phase,
-                 W->conns[0].nheld);
+        struct rh_conn *c = client_conn(W, cl);
+        FZ_CHECK(idle < 8 + 2 * W->nstreams, "input stalled: recv never re-armed or conn_feed "
+                 "keeps refusing (flags 0x%x phase %d nheld %u)", c ? c->flags : 0,
+                 c ? (int)c->phase : -1, c ? c->nheld : 0);
         if (W->nparked)
             idle = 0;
-        iter_begin(W);
-        ring_complete_send(W, UINT32_MAX);
+        iter_begin(W, NULL, 0);
+        ring_complete_sends(W, true);
         ring_dispatch(W);
         answer_one(W);
-        bool in = try_input(W, feed, p, n, false);
+        bool in = try_input(W, cl, feed, p, n, false);
         iter_end(W, 0);
         if (in)
             return;
     }
 }
 
-static void step(struct world *W, bool feed, struct stream *st)
+enum turns {
+    TURN_SCHED,      /* the schedule byte picks the client */
+    TURN_RUNS,       /* four pieces each, in turn */
+    TURN_ROUND,      /* one piece each, in turn ('@') */
+    TURN_SEQUENTIAL, /* each client to its end, then the next (the others stay connected) */
+};
+
+static unsigned pick_client(struct input *in)
 {
-    char a[4096], b[4096]; /* at most one recv buffer each */
-    uint8_t sb, sb2;
-    uint32_t na = next_piece(st, W->k.buf_size, a, &sb), nb = 0;
-    enum step_op op = (enum step_op)(sb >> 5);
-    if (op == OP_BURST && st->pos < st->total)
-        nb = next_piece(st, W->k.buf_size, b, &sb2);
-    iter_begin(W);
-    if (op == OP_SHORT_WRITE && (sb & 31) == 0)
-        ring_fail_send(W, -ECONNRESET);
-    else if (op == OP_SHORT_WRITE)
-        ring_complete_send(W, 1 + na % 61);
-    else if (op != OP_SEND_STALLS)
-        ring_complete_send(W, UINT32_MAX);
-    if (op == OP_NOBUFS)
-        ring_recv_nobufs(W);
-    bool in_a = feed || try_input(W, false, a, na, op == OP_RECV_FINAL);
-    bool in_b = nb == 0 || feed || (in_a && try_input(W, false, b, nb, false));
-    ring_dispatch(W);
-    if (feed) {
-        in_a = try_input(W, true, a, na, false);
-        in_b = nb == 0 || (in_a && try_input(W, true, b, nb, false));
+    uint8_t sb = in->sched[in->next % SCHED_LEN];
+    unsigned j = 0;
+    switch (in->mode) {
+    case TURN_SCHED: j = (unsigned)(sb ^ (sb >> 3) ^ (sb >> 6)) % in->n; break;
+    case TURN_RUNS: j = (in->steps / 4) % in->n; break;
+    case TURN_ROUND: j = in->steps % in->n; break;
+    case TURN_SEQUENTIAL: break;
     }
+    while (in->cl[j].pos == in->cl[j].total)
+        j = (j + 1) % in->n; /* the caller made sure one has input left */
+    return j;
+}
+
+/* A client that needs a connection: a new one, unless its budget is spent (it gives up). */
+static bool wants_accept(struct world *W, struct client *cl)
+{
+    if (client_conn(W, cl))
+        return false;
+    if (cl->conns >= MAX_CONNS_PER_CLIENT || cl->refusals >= MAX_REFUSALS ||
+        W->k.nsocks == FZ_MAX_SOCKS) {
+        cl->pos = cl->total;
+        return false;
+    }
+    return true;
+}
+
+/* A client other than the first ends as soon as its input is sent: EOF or reset, by the
+ * input's end style, while the others go on. */
+static void client_done(struct world *W, struct input *in, unsigned j)
+{
+    struct client *cl = &in->cl[j];
+    if (j == 0 || cl->pos < cl->total || !cl->sock || cl->sock->ended)
+        return;
+    cl->sock->ended = true;
+    if ((in->end_style + j) & 1)
+        cl->sock->rst_pending = true;
+    else
+        cl->sock->eof_pending = true;
+}
+
+/* A piece of a client's input on its way in this iteration. */
+struct piece {
+    struct client *cl;
+    uint32_t n;
+    bool final, in;
+    char data[4096]; /* at most one recv buffer */
+};
+
+static void step(struct world *W, struct input *in, unsigned j)
+{
+    struct client *cl = &in->cl[j];
+    static struct piece p[FZ_MAX_STREAMS + 1];
+    unsigned np = 0;
+    uint8_t sb, sb2;
+    bool accept = wants_accept(W, cl);
+    if (cl->pos == cl->total)
+        return; /* gave up: no connection left to try */
+    p[np] = (struct piece){.cl = cl};
+    p[np].n = next_piece(in, cl, W->k.buf_size, p[np].data, &sb);
+    enum step_op op = (enum step_op)(sb >> 5);
+    p[np++].final = op == OP_RECV_FINAL;
+    if (op == OP_BURST && cl->pos < cl->total) {
+        p[np] = (struct piece){.cl = cl};
+        p[np].n = next_piece(in, cl, W->k.buf_size, p[np].data, &sb2);
+        np++;
+    }
+    for (unsigned i = 1; op == OP_BURST && i < in->n; i++) { /* the others, at once */
+        struct client *o = &in->cl[(j + i) % in->n];
+        if (o->pos == o->total || !client_conn(W, o))
+            continue;
+        p[np] = (struct piece){.cl = o};
+        p[np].n = next_piece(in, o, W->k.buf_size, p[np].data, &sb2);
+        np++;
+    }
+    in->steps++;
+    iter_begin(W, accept ? cl : NULL, j);
+    struct fz_sock *s = cl->sock;
+    if (s && s->send_armed) {
+        s->stalled = op == OP_SEND_STALLS;
+        if (op == OP_SHORT_WRITE && (sb & 31) == 0)
+            ring_fail_send(W, s, -ECONNRESET);
+        else if (op == OP_SHORT_WRITE)
+            ring_complete_send(W, s, 1 + p[0].n % 61);
+    }
+    ring_complete_sends(W, false);
+    if (op == OP_NOBUFS && s)
+        ring_recv_nobufs(W, s);
+    /* In order; a client's second piece only after its first went in. */
+    for (unsigned i = 0; i < np; i++)
+        p[i].in = in->feed || ((i == 0 || p[i].cl != p[i - 1].cl || p[i - 1].in) &&
+                               try_input(W, p[i].cl, false, p[i].data, p[i].n, p[i].final));
+    ring_dispatch(W);
+    for (unsigned i = 0; in->feed && i < np; i++)
+        p[i].in = (i == 0 || p[i].cl != p[i - 1].cl || p[i - 1].in) &&
+                  try_input(W, p[i].cl, true, p[i].data, p[i].n, false);
     if (op == OP_ANSWER)
         answer_one(W);
     iter_end(W, op != OP_TIME ? 0 : (sb & 1) ? 61000 : 1600);
-    if (!in_a)
-        deliver_stalled(W, feed, a, na);
-    if (!in_b)
-        deliver_stalled(W, feed, b, nb);
+    for (unsigned i = 0; i < np; i++)
+        if (!p[i].in)
+            deliver_stalled(W, p[i].cl, in->feed, p[i].data, p[i].n);
+    for (unsigned i = 0; i < in->n; i++)
+        client_done(W, in, i);
 }
 
-/* The client goes away (or the server stops); everything must wind down. */
+static bool any_conn_up(struct world *W)
+{
+    for (uint32_t i = 0; i < W->srv.cfg.max_conns; i++)
+        if (conn_live(&W->conns[i]))
+            return true;
+    return false;
+}
+
+/* The clients go away (or the server stops); everything must wind down. */
 static void finish(struct world *W, unsigned end_style)
 {
     struct fz_ring *k = &W->k;
-    for (unsigned round = 0; conn_up(W); round++) {
-        FZ_CHECK(round < 64, "the connection never closes (flags 0x%x phase %d)",
+    for (unsigned round = 0; any_conn_up(W); round++) {
+        FZ_CHECK(round < 64, "a connection never closes (slot 0: flags 0x%x phase %d)",
                  W->conns[0].flags, W->conns[0].phase);
-        if (round == 0 && end_style == 0)
-            k->eof_pending = true;
-        else if (round == 0 && end_style == 1)
-            k->rst_pending = true;
-        else if (round == 0)
+        if (round == 0 && end_style >= 2)
             worker_close_all(&W->w, end_style == 3);
-        if (round == 0 && end_style == 3)
-            k->eof_pending = true;
+        for (unsigned i = 0; round == 0 && i < k->nsocks; i++) {
+            struct fz_sock *s = &k->socks[i];
+            if (!s->fd_open || !s->bound || s->ended)
+                continue;
+            s->ended = true;
+            s->eof_pending = end_style != 1;
+            s->rst_pending = end_style == 1;
+        }
         /* One parked request waits through the first rounds: the end may find its
          * connection mid-handler (the request is orphaned, answered later into the void). */
         while (W->nparked > (round < 4 ? 1u : 0u))
@@ -623,6 +716,18 @@ static void finish(struct world *W, unsigned end_style)
     FZ_CHECK(W->w.loop.inflight == 0 && k->nsqes == 0, "%u ops still in flight",
              W->w.loop.inflight);
     FZ_CHECK(ring_bufs_lent(W) == 0, "provided buffers never recycled");
+    FZ_CHECK(W->w.free_top == W->srv.cfg.max_conns && W->w.open_conns == 0,
+             "%u of %u slots free after every close", W->w.free_top, W->srv.cfg.max_conns);
+    for (unsigned i = 0; i < k->nsocks; i++)
+        FZ_CHECK(!k->socks[i].fd_open, "socket %u (fd %d) never closed", i, k->socks[i].fd);
+}
+
+static bool input_left(const struct input *in)
+{
+    for (unsigned j = 0; j < in->n; j++)
+        if (in->cl[j].pos < in->cl[j].total)
+            return true;
+    return false;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -631,22 +736,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t ctrl[CTRL_LEN] = {0};
     size_t nctrl = size < CTRL_LEN ? size : CTRL_LEN;
     memcpy(ctrl, data, nctrl);
-    bool feed = ctrl[0] & 1, draining = ctrl[0] & 16;
-    struct stream st = {.data = (const char *)data + nctrl, .len = size - nctrl,
-                        .sched = ctrl + SCHED_OFF};
-    st.total = st.len * REPEAT[(ctrl[5] >> 4) & 7];
-    struct world *W = world_new(ctrl);
-    open_conn(W, draining);
-    world_sane(W);
-    while (st.pos < st.total) {
-        if (!conn_up(W)) { /* closed mid-input: the rest arrives on a new connection */
-            if (W->conns_opened == MAX_CONNS_PER_INPUT)
-                break;
-            open_conn(W, draining);
-        }
-        step(W, feed, &st);
-    }
-    finish(W, (ctrl[0] >> 2) & 3);
+    static struct input in;
+    memset(&in, 0, sizeof(in));
+    in.feed = ctrl[0] & 1;
+    in.end_style = (ctrl[0] >> 2) & 3;
+    in.mode = (ctrl[0] >> 5) & 3;
+    in.sched = ctrl + SCHED_OFF;
+    input_split(&in, data + nctrl, size - nctrl, REPEAT[(ctrl[5] >> 4) & 7]);
+    struct world *W = world_new(ctrl, in.n);
+    bool draining = ctrl[0] & 16;
+    /* The first client connects before anything else happens (as it always did). */
+    iter_begin(W, &in.cl[0], 0);
+    FZ_CHECK(client_conn(W, &in.cl[0]), "the first connection was not opened");
+    W->w.draining = draining;
+    iter_end(W, 0);
+    while (input_left(&in))
+        step(W, &in, pick_client(&in));
+    finish(W, in.end_style);
     world_free(W);
+    for (unsigned j = 0; j < in.n; j++)
+        free(in.cl[j].data);
     return 0;
 }

@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus (tests/fuzz/corpus/): 16 control bytes, then what the client sends.
-See the top of fuzz_conn.c for the control bytes; every seed here is printable text."""
+"""Writes the seed corpus (tests/fuzz/corpus/): 16 control bytes, then what the clients send,
+one client's bytes after another's with SEP between them (up to 4 clients on the one ring).
+See the top of fuzz_conn.c for the control bytes; every seed here is printable text (latin-1
+for the tag bytes 0xF0.. and the control byte with bit 7, the smaller slab)."""
 import os
 
 DEFAULT = "@" * 16  # recv completions, default limits, peer EOF, sent once, whole pieces, plain steps
 H = "Host: a\r\n"
+SEP = "~~~~"  # between clients
+TAG = "\xf0"  # rewritten to the client's own tag byte: leaks between connections show
 
 
 def ctrl(c0="@", limits="@@@@", bufs="@", sched="@" * 10):
@@ -68,6 +72,48 @@ SEEDS = {
                            f"GET /park HTTP/1.1\r\n{H}\r\n" + f"GET / HTTP/1.1\r\n{H}\r\n" * 100),
     "large_body_streams_x8": (ctrl(bufs="0"), f"POST /echo HTTP/1.1\r\n{H}Content-Length: 50000\r\n\r\n" + "x" * 3000),
     "bad_method": (DEFAULT, "BREW /pot HTTP/1.1\r\nHost: a\r\n\r\n"),
+    # ---- several clients at once on the one ring ----
+    # Two clients, one piece each in turn: echoes of tagged bodies, pipelined.
+    "two_clients_round_robin": (ctrl(sched="ABCDEFGHIJ"),
+                                f"POST /echo HTTP/1.1\r\n{H}Content-Length: 8\r\n\r\n{TAG * 8}"
+                                f"GET /items/{TAG}?q={TAG} HTTP/1.1\r\n{H}X-Echo: {TAG}\r\n\r\n" + SEP +
+                                f"POST /echo?q={TAG} HTTP/1.1\r\n{H}Content-Length: 5\r\n\r\n{TAG * 5}"
+                                f"GET /stream?{TAG}{TAG} HTTP/1.1\r\n{H}\r\n"),
+    # Four clients on four 64-byte buffers: two park with pipelined input held, two flood;
+    # the buffer ring runs dry for all of them (-ENOBUFS, the starved list).
+    "four_clients_park_tiny_bufs": (ctrl(bufs="K", sched="`Y`Y`Y`Y`Y"),
+                                    f"GET /park HTTP/1.1\r\n{H}\r\n" + f"GET / HTTP/1.1\r\n{H}\r\n" * 4 + SEP +
+                                    f"POST /echo HTTP/1.1\r\n{H}Content-Length: 40\r\n\r\n{TAG * 40}" * 3 + SEP +
+                                    f"GET /slow HTTP/1.1\r\n{H}\r\n" + f"GET /big HTTP/1.1\r\n{H}\r\n" * 2 + SEP +
+                                    f"GET /items/{TAG} HTTP/1.1\r\n{H}\r\n" * 6),
+    # Four clients on four 4 KiB buffers, eight times over: two park with more than an input
+    # block of pipelined requests behind (held buffers, the spill), two send large bodies;
+    # bursts give every client a piece in one iteration, so the shared ring runs dry.
+    "four_clients_hold_and_starve": (ctrl(bufs="8", sched="@\xc0@\xc0`\xc0@\xc0@\xc0"),
+                                     f"GET /park HTTP/1.1\r\n{H}\r\n" + f"GET / HTTP/1.1\r\n{H}\r\n" * 100 + SEP +
+                                     f"POST /park HTTP/1.1\r\n{H}Content-Length: 3\r\n\r\n{TAG * 3}"
+                                     + f"GET /items/{TAG} HTTP/1.1\r\n{H}\r\n" * 80 + SEP +
+                                     f"POST /echo HTTP/1.1\r\n{H}Content-Length: 3000\r\n\r\n" + TAG * 3000 + SEP +
+                                     f"POST /echo HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\n"
+                                     + f"400\r\n{TAG * 1024}\r\n" * 3 + "0\r\n\r\n"),
+    # Three clients, two slots: the third is refused until a slot frees (bit 7 of ctrl[0]).
+    "slab_full_third_client": (ctrl("\xc0", sched="AAAAAAAAAA"),
+                               f"GET / HTTP/1.1\r\n{H}\r\n" + SEP + f"GET /park HTTP/1.1\r\n{H}\r\n"
+                               + SEP + f"GET /echo HTTP/1.1\r\n{H}X-{TAG}: {TAG}\r\n\r\n"),
+    # Each client to its end in turn, the earlier ones reset or EOF while the next starts.
+    "sequential_clients_end_early": (ctrl("d", sched="ab@cd@ef@g"),
+                                     f"POST /echo HTTP/1.1\r\n{H}Content-Length: 30\r\n\r\n{TAG * 10}" + SEP +
+                                     f"GET /slow HTTP/1.1\r\n{H}\r\nGET / HTTP/1.1\r\n{H}\r\n" + SEP +
+                                     f"GET /park HTTP/1.1\r\n{H}Connection: close\r\n\r\n"),
+    # The schedule picks the client; every send stalls for the one that asks for /big 20
+    # times (back-pressure) while the other goes on.
+    "big_stalled_beside_small": (ctrl("\x00", sched="0000000A0B"),
+                                 f"GET /big HTTP/1.1\r\n{H}\r\n" * 20 + SEP +
+                                 f"GET /items/{TAG} HTTP/1.1\r\n{H}\r\n" * 20),
+    # Clients in runs of four pieces; the first is closed by a graceful stop mid-request.
+    "runs_graceful_stop": (ctrl(",", sched="@@@`@@@@`@"),
+                           f"GET /slow HTTP/1.1\r\n{H}\r\n" + SEP + f"GET / HTTP/1.1\r\n{H}\r\n" * 3
+                           + SEP + f"POST /park HTTP/1.1\r\n{H}Content-Length: 2\r\n\r\n{TAG}{TAG}"),
     # issue 10's smuggling and RFC 9112 cases (body.c reads chunked framing, parse.c's head_scan)
     "chunk_ext_valued_trailers": (ctrl(sched="BCDEFGHIJK"),
                                   f"POST /echo HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\n"
