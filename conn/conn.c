@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/freelist.h"
 #include "conn/conn.h"
 
 static struct rh_worker *loop_worker(struct rh_loop *loop) { return loop->owner; }
@@ -33,24 +34,16 @@ static uint64_t conn_ud(const struct rh_conn *c, unsigned op)
 
 static char *in_block_get(struct rh_worker *w)
 {
-    char *b = w->free_in;
-    if (b) {
-        w->free_in = *(char **)b;
-        w->nfree_in--;
+    char *b = rh_freelist_pop(&w->free_in, &w->nfree_in);
+    if (b)
         return b;
-    }
     return mi_malloc(RH_IN_BLOCK); /* owner: a connection, then the worker's free list */
 }
 
 static void in_block_put(struct rh_worker *w, char *b)
 {
-    if (w->nfree_in >= RH_FREE_BLOCKS_MAX) {
+    if (!rh_freelist_push(&w->free_in, &w->nfree_in, RH_FREE_BLOCKS_MAX, b))
         mi_free(b);
-        return;
-    }
-    *(char **)b = w->free_in;
-    w->free_in = b;
-    w->nfree_in++;
 }
 
 static void compact_input(struct rh_conn *c)

@@ -6,6 +6,7 @@
 #include <mimalloc.h>
 #include <string.h>
 
+#include "base/freelist.h"
 #include "conn/conn.h"
 
 /* ---- the spill ---- */
@@ -104,13 +105,10 @@ char *obuf_reserve(struct rh_worker *w, struct rh_obuf *b, size_t n)
         return b->data + b->len;
     size_t need = b->len + n;
     if (!b->data && need <= RH_OUT_BLOCK) {
-        if (w->free_out) { /* the common case: a recycled block, no allocation */
-            b->data = w->free_out;
-            w->free_out = *(char **)b->data;
-            w->nfree_out--;
-        } else {
+        /* the common case: a recycled block, no allocation */
+        b->data = rh_freelist_pop(&w->free_out, &w->nfree_out);
+        if (!b->data)
             b->data = mi_malloc(RH_OUT_BLOCK); /* owner: connection, then free list */
-        }
         b->cap = RH_OUT_BLOCK;
         return b->data ? b->data : NULL;
     }
@@ -134,13 +132,9 @@ char *obuf_reserve(struct rh_worker *w, struct rh_obuf *b, size_t n)
 void obuf_release(struct rh_worker *w, struct rh_obuf *b)
 {
     if (b->data) {
-        if (b->cap == RH_OUT_BLOCK && w->nfree_out < RH_FREE_BLOCKS_MAX) {
-            *(char **)b->data = w->free_out;
-            w->free_out = b->data;
-            w->nfree_out++;
-        } else {
+        if (b->cap != RH_OUT_BLOCK ||
+            !rh_freelist_push(&w->free_out, &w->nfree_out, RH_FREE_BLOCKS_MAX, b->data))
             mi_free(b->data);
-        }
     }
     b->data = NULL;
     b->len = b->cap = b->sent = 0;
