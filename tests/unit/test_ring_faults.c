@@ -17,23 +17,9 @@
 #include <unistd.h>
 
 #include "include/ringhttp.h"
+#include "tests/unit/unit_client.h"
 #include "core/internal.h"
 #include "obs/obs.h"
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static int dial(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    return fd;
-}
 
 static atomic_int handlers_started, handlers_done;
 static atomic_bool peer_was_dash = true;
