@@ -15,7 +15,7 @@
 
 #include "bench/bench_common.h"
 
-enum { REPS = 5, BATCH = 64 };
+enum { BATCH = 64 };
 
 static void *blocks[BATCH];
 
@@ -69,22 +69,6 @@ static void libc_batch(uint64_t n)
     }
 }
 
-static void measure(const char *what, void (*op)(uint64_t), uint64_t n)
-{
-    double ns[REPS];
-    op(n / 10); /* warm-up */
-    for (unsigned r = 0; r < REPS; r++) {
-        uint64_t t0 = bench_now_ns();
-        op(n);
-        ns[r] = (double)(bench_now_ns() - t0) / (double)n;
-    }
-    double lo = ns[0], hi = ns[0];
-    for (unsigned r = 1; r < REPS; r++)
-        lo = ns[r] < lo ? ns[r] : lo, hi = ns[r] > hi ? ns[r] : hi;
-    printf("  %-40s %6.2f ns/op   (median of %u x %llu; min %.2f max %.2f)\n", what,
-           bench_median(ns, REPS), REPS, (unsigned long long)n, lo, hi);
-}
-
 /* Which allocator answers mi_* and which answers malloc, so a result says what it measured. */
 static void print_binding(void)
 {
@@ -109,11 +93,11 @@ int main(int argc, char **argv)
            "malloc\n");
     bench_print_machine();
     print_binding();
-    measure("mi_malloc(32) + mi_free", mi_pair_32, n);
-    measure("mi_malloc(4096) + mi_free", mi_pair_4k, n);
-    measure("mi_zalloc(256) + mi_free", mi_zalloc_256, n);
-    measure("64 x mi_malloc(16..352), 64 x mi_free", mi_batch, n);
-    measure("64 x malloc(16..352), 64 x free (peer)", libc_batch, n);
+    bench_measure("mi_malloc(32) + mi_free", mi_pair_32, n);
+    bench_measure("mi_malloc(4096) + mi_free", mi_pair_4k, n);
+    bench_measure("mi_zalloc(256) + mi_free", mi_zalloc_256, n);
+    bench_measure("64 x mi_malloc(16..352), 64 x mi_free", mi_batch, n);
+    bench_measure("64 x malloc(16..352), 64 x free (peer)", libc_batch, n);
     bench_print_reproduce("alloc", argc, argv);
     return 0;
 }

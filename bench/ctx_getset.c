@@ -14,7 +14,6 @@
 #include "ctx/ctx.h"
 #include "include/ringhttp.h"
 
-enum { REPS = 5 };
 
 static uint64_t destroyed;
 static void count_destroy(void *v) { destroyed++; }
@@ -58,22 +57,6 @@ static void op_get_outside(uint64_t n)
     ctx_leave(prev);
 }
 
-static void measure(const char *what, void (*op)(uint64_t), uint64_t n)
-{
-    double ns[REPS];
-    op(n / 10); /* warm-up */
-    for (unsigned r = 0; r < REPS; r++) {
-        uint64_t t0 = bench_now_ns();
-        op(n);
-        ns[r] = (double)(bench_now_ns() - t0) / (double)n;
-    }
-    double lo = ns[0], hi = ns[0];
-    for (unsigned r = 1; r < REPS; r++)
-        lo = ns[r] < lo ? ns[r] : lo, hi = ns[r] > hi ? ns[r] : hi;
-    printf("  %-34s %6.2f ns/op   (median of %u x %llu; min %.2f max %.2f)\n", what,
-           bench_median(ns, REPS), REPS, (unsigned long long)n, lo, hi);
-}
-
 int main(int argc, char **argv)
 {
     uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 20000000;
@@ -93,12 +76,12 @@ int main(int argc, char **argv)
     struct rh_ctx *prev = ctx_enter(&req_ctx);
     rh_ctx_set(key_plain, &vals[0]);
     rh_ctx_set(key_destroy, &vals[0]);
-    measure("rh_ctx_get (value set)", op_get, n);
-    measure("rh_ctx_set (no destructor)", op_set, n);
-    measure("rh_ctx_set (replaces: destructor)", op_set_destroy, n);
+    bench_measure("rh_ctx_get (value set)", op_get, n);
+    bench_measure("rh_ctx_set (no destructor)", op_set, n);
+    bench_measure("rh_ctx_set (replaces: destructor)", op_set_destroy, n);
     ctx_leave(prev);
-    measure("ctx_enter + ctx_leave", op_enter_leave, n);
-    measure("rh_ctx_get (no current request)", op_get_outside, n);
+    bench_measure("ctx_enter + ctx_leave", op_enter_leave, n);
+    bench_measure("rh_ctx_get (no current request)", op_get_outside, n);
     ctx_release(&req_ctx);
     if (destroyed == 0) {
         fprintf(stderr, "ctx_getset: the destructor never ran: the set was not measured\n");
