@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/freelist.h"
 #include "pool/pool.h"
 #include "http1/http1.h"
 #include "app/app.h" /* the toolkit's hooks */
@@ -33,18 +34,15 @@ struct captured {
 
 static struct offload *offload_get(struct rh_worker *w)
 {
-    struct offload *o = w->free_offloads;
-    if (o) {
-        w->free_offloads = o->next_free;
+    struct offload *o = RH_FREELIST_POP(w->free_offloads, next_free);
+    if (o)
         return o;
-    }
     return mi_zalloc(sizeof(*o)); /* owner: the worker's free list, from the first use on */
 }
 
 static void offload_put(struct rh_worker *w, struct offload *o)
 {
-    o->next_free = w->free_offloads;
-    w->free_offloads = o;
+    RH_FREELIST_PUSH(w->free_offloads, o, next_free);
 }
 
 /* ---- on the pool thread ---- */
@@ -480,11 +478,9 @@ void offload_free(rh_server *srv)
 
 void offload_worker_free(struct rh_worker *w)
 {
-    while (w->free_offloads) {
-        struct offload *o = w->free_offloads;
-        w->free_offloads = o->next_free;
+    struct offload *o;
+    while ((o = RH_FREELIST_POP(w->free_offloads, next_free)))
         mi_free(o);
-    }
 }
 
 static void render_one(char *buf, size_t *len, size_t cap, const char *label,

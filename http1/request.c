@@ -8,15 +8,14 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "base/freelist.h"
 #include "http1/http1.h"
 #include "conn/conn.h"
 
 struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c)
 {
-    struct rh_req *r = w->free_reqs;
-    if (r)
-        w->free_reqs = r->next_free;
-    else
+    struct rh_req *r = RH_FREELIST_POP(w->free_reqs, next_free);
+    if (!r)
         r = mi_malloc(sizeof(*r)); /* owner: the worker's pool, from the first use on */
     /* Reset only the fixed part; headers[] and params[] are filled before being read. */
     memset(r, 0, offsetof(struct rh_req, headers));
@@ -126,8 +125,7 @@ void req_end(struct rh_req *r)
     mi_free(r->captured);
     if (r->xhdr != r->xhdr_small)
         mi_free(r->xhdr);
-    r->next_free = w->free_reqs;
-    w->free_reqs = r;
+    RH_FREELIST_PUSH(w->free_reqs, r, next_free);
 }
 
 static uint32_t slice_end(struct rh_slice s) { return s.off + s.len; }

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/freelist.h"
 #include "server/srv.h"
 #include "conn/conn.h"
 #include "http1/http1.h"
@@ -135,11 +136,9 @@ static void worker_free_mem(struct rh_worker *w)
     mi_free(w->free_idx);
     mi_free(w->held_next);
     mi_free(w->held_len);
-    while (w->free_reqs) {
-        struct rh_req *r = w->free_reqs;
-        w->free_reqs = r->next_free;
+    struct rh_req *r;
+    while ((r = RH_FREELIST_POP(w->free_reqs, next_free)))
         mi_free(r);
-    }
     free_blocks(&w->free_in);
     free_blocks(&w->free_out);
 }

@@ -28,6 +28,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "base/freelist.h"
 #include "static/static_priv.h"
 #include "conn/conn.h"
 #include "http1/http1.h"
@@ -57,10 +58,8 @@ static uint64_t xfer_ud(const struct static_xfer *x, enum step_kind k)
 struct static_xfer *xfer_new(struct static_ring *sr, struct rh_req *r,
                              const struct static_mount *m)
 {
-    struct static_xfer *x = sr->free_xfers;
-    if (x) {
-        sr->free_xfers = x->next_free;
-    } else {
+    struct static_xfer *x = RH_FREELIST_POP(sr->free_xfers, next_free);
+    if (!x) {
         if (sr->nxfers == sr->xcap) {
             uint32_t cap = sr->xcap ? 2 * sr->xcap : 64;
             struct static_xfer **tab = mi_realloc(sr->xfers, sizeof(*tab) * cap);
@@ -149,8 +148,7 @@ void xfer_free(struct static_xfer *x)
     x->chunk = NULL;
     x->req = NULL;
     x->e = NULL;
-    x->next_free = sr->free_xfers;
-    sr->free_xfers = x;
+    RH_FREELIST_PUSH(sr->free_xfers, x, next_free);
 }
 
 /* An SQE for one of x's ops, counted in flight; the prep comes next, then xfer_submit()

@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "tests/fuzz/fuzz.h"
+#include "base/freelist.h"
 
 enum { CTRL_LEN = 16, SCHED_OFF = 6, SCHED_LEN = 10 };
 enum { MAX_CONNS_PER_CLIENT = 8, MAX_REFUSALS = 4 }; /* then the client gives up */
@@ -371,11 +372,9 @@ static void free_blocks(char **list) /* a worker's free list of raw blocks */
 static void world_free(struct world *W)
 {
     struct rh_worker *w = &W->w;
-    while (w->free_reqs) {
-        struct rh_req *r = w->free_reqs;
-        w->free_reqs = r->next_free;
+    struct rh_req *r;
+    while ((r = RH_FREELIST_POP(w->free_reqs, next_free)))
         free(r);
-    }
     free_blocks(&w->free_in);
     free_blocks(&w->free_out);
     ring_fini(W);

@@ -8,6 +8,7 @@
 #include <mimalloc.h>
 #include <string.h>
 
+#include "base/freelist.h"
 #include "core/internal.h"
 #include "app/app.h"
 #include "conn/conn.h"
@@ -46,11 +47,9 @@ static inline void fake_free(struct fake *f)
     mi_free(f->c.in);
     obuf_release(&f->w, &f->c.pbuf);
     obuf_release(&f->w, &f->c.wbuf);
-    while (f->w.free_reqs) {
-        struct rh_req *r = f->w.free_reqs;
-        f->w.free_reqs = r->next_free;
+    struct rh_req *r;
+    while ((r = RH_FREELIST_POP(f->w.free_reqs, next_free)))
         mi_free(r);
-    }
     while (f->w.free_in) {
         char *b = f->w.free_in;
         f->w.free_in = *(char **)b;
