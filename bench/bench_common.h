@@ -47,26 +47,6 @@ static inline void bench_print_machine(void)
     printf("build: optimised, assertions off\n");
 #else
     printf("build: assertions on (a Debug build: do not quote these numbers)\n");
-#define BENCH_REPS 5
-
-/* Runs op(n) BENCH_REPS times after a warm-up of n/10 and prints ns per op: the median, and
- * the min and max so the spread shows. */
-static inline void bench_measure(const char *what, void (*op)(uint64_t), uint64_t n)
-{
-    double ns[BENCH_REPS];
-    op(n / 10);
-    for (unsigned r = 0; r < BENCH_REPS; r++) {
-        uint64_t t0 = bench_now_ns();
-        op(n);
-        ns[r] = (double)(bench_now_ns() - t0) / (double)n;
-    }
-    double lo = ns[0], hi = ns[0];
-    for (unsigned r = 1; r < BENCH_REPS; r++)
-        lo = ns[r] < lo ? ns[r] : lo, hi = ns[r] > hi ? ns[r] : hi;
-    printf("  %-40s %6.2f ns/op   (median of %u x %llu; min %.2f max %.2f)\n", what,
-           bench_median(ns, BENCH_REPS), BENCH_REPS, (unsigned long long)n, lo, hi);
-}
-
 #endif
 }
 
