@@ -134,6 +134,11 @@ static_assert(sizeof(((struct fentry *)0)->etag) >= 3 * 16 + 4, "etag room");
 static_assert(sizeof(((struct fentry *)0)->hdrs) >= 15 + 29 + 8 + 52 + 24, "header room");
 #define PUT_LIT(p, s) (memcpy(p, s, sizeof(s) - 1), (p) + sizeof(s) - 1)
 
+/* ---- static.c: the handler ---- */
+
+/* Serves r's path below mount m: 405 for methods other than GET and HEAD, else the file. */
+void static_handle(struct rh_req *r, const struct static_mount *m);
+
 /* ---- static_cache.c: the open-file cache ---- */
 
 struct fentry *fcache_find(struct static_ring *sr, const struct static_mount *m,
