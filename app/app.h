@@ -75,9 +75,19 @@ struct rh_route_node *router_new(void);
 void router_free(struct rh_route_node *root);
 int router_add(struct rh_route_node *root, const char *method, const char *pattern,
                rh_handler_fn fn, void *udata, bool blocking);
-/* Finds the entry for method+path and fills req->params. NULL with *allowed filled ("GET,
- * POST") and *status 405 when the path exists under other methods, or *status 404. */
-const struct rh_route_entry *router_match(const struct rh_route_node *root, struct rh_req *req,
-                                          int *status, char *allowed, size_t allowed_len);
+/* A match: the route and the path's parameters, as offsets into the path matched. */
+struct route_match {
+    const struct rh_route_entry *entry;
+    uint8_t nparams;
+    struct {
+        const char *name; /* the route's, static */
+        uint32_t off, len;
+    } params[RH_MAX_PARAMS];
+};
+/* Finds the entry for method+path: a pure function (it writes only *out and allowed), the
+ * caller copies the match into its request. 0 with out->entry set; 405 with allowed filled
+ * ("GET, POST") when the path exists under other methods (out->params filled); or 404. */
+int router_match(const struct rh_route_node *root, rh_str method, bool head, rh_str path,
+                 struct route_match *out, char *allowed, size_t allowed_len);
 
 #endif

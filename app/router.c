@@ -138,20 +138,19 @@ static const struct rh_route_entry *pick(const struct rh_route_entry *list, cons
 }
 
 struct match {
-    struct rh_req *req;
-    const char *path_end;
+    const char *path, *path_end;
     const struct rh_route_entry *list; /* the routes of the matched node */
-    uint8_t nparams;
+    struct route_match *out;           /* the parameters go here */
 };
 
 static void push_param(struct match *m, const char *name, const char *at, size_t len)
 {
-    struct rh_req *r = m->req;
-    if (m->nparams < RH_MAX_PARAMS) {
-        r->params[m->nparams].name = name;
-        r->params[m->nparams].value =
-            (struct rh_slice){(uint32_t)(at - r->base), (uint32_t)len};
-        m->nparams++;
+    struct route_match *o = m->out;
+    if (o->nparams < RH_MAX_PARAMS) {
+        o->params[o->nparams].name = name;
+        o->params[o->nparams].off = (uint32_t)(at - m->path);
+        o->params[o->nparams].len = (uint32_t)len;
+        o->nparams++;
     }
 }
 
@@ -161,7 +160,7 @@ static bool walk(const struct rh_route_node *n, const char *s, struct match *m)
     const char *slash = memchr(s, '/', (size_t)(m->path_end - s));
     const char *seg_end = slash ? slash : m->path_end;
     size_t len = (size_t)(seg_end - s);
-    uint8_t saved = m->nparams;
+    uint8_t saved = m->out->nparams;
     for (unsigned i = 0; i < n->nchildren; i++) {
         const struct rh_route_node *c = n->children[i];
         if (c->seg_len == len && memcmp(c->seg, s, len) == 0) {
@@ -173,7 +172,7 @@ static bool walk(const struct rh_route_node *n, const char *s, struct match *m)
         push_param(m, n->param->seg, s, len);
         if (!slash ? (m->list = n->param->entries) != NULL : walk(n->param, slash + 1, m))
             return true;
-        m->nparams = saved;
+        m->out->nparams = saved;
     }
     if (n->wildcard) {
         push_param(m, "*", s, (size_t)(m->path_end - s));
@@ -195,24 +194,20 @@ static void list_methods(const struct rh_route_entry *list, char *out, size_t ou
     }
 }
 
-const struct rh_route_entry *router_match(const struct rh_route_node *root, struct rh_req *r,
-                                          int *status, char *allowed, size_t allowed_len)
+int router_match(const struct rh_route_node *root, rh_str method, bool head, rh_str path,
+                 struct route_match *out, char *allowed, size_t allowed_len)
 {
-    rh_str path = rh_req_path(r);
-    struct match m = {.req = r, .path_end = path.ptr + path.len};
-    if (path.len == 0 || path.ptr[0] != '/' || !walk(root, path.ptr + 1, &m)) {
-        *status = 404;
-        return NULL;
-    }
-    r->nparams = m.nparams;
-    rh_str method = rh_req_method(r);
-    const struct rh_route_entry *e =
-        pick(m.list, method.ptr, method.len, (r->flags & R_HEAD) != 0);
-    if (!e) {
-        *status = 405;
+    struct match m = {.path = path.ptr, .path_end = path.ptr + path.len, .out = out};
+    out->entry = NULL;
+    out->nparams = 0;
+    if (path.len == 0 || path.ptr[0] != '/' || !walk(root, path.ptr + 1, &m))
+        return 404;
+    out->entry = pick(m.list, method.ptr, method.len, head);
+    if (!out->entry) {
         list_methods(m.list, allowed, allowed_len);
+        return 405;
     }
-    return e;
+    return 0;
 }
 
 /* The public registration (include/ringhttp.h): before the rings start only. */

@@ -69,7 +69,19 @@ static const struct conn_proto http1_proto = {
 static const struct rh_route_entry *app_match(struct rh_req *r, int *status, char *allowed,
                                               size_t allowed_len)
 {
-    return router_match(r->w->srv->routes, r, status, allowed, allowed_len);
+    rh_str path = rh_req_path(r);
+    struct route_match m;
+    *status = router_match(r->w->srv->routes, rh_req_method(r), (r->flags & R_HEAD) != 0, path,
+                           &m, allowed, allowed_len);
+    if (*status != 404) { /* 405 keeps the parameters too, as the handlers of errors see them */
+        uint32_t at = (uint32_t)(path.ptr - r->base);
+        for (unsigned i = 0; i < m.nparams; i++) {
+            r->params[i].name = m.params[i].name;
+            r->params[i].value = (struct rh_slice){at + m.params[i].off, m.params[i].len};
+        }
+        r->nparams = m.nparams;
+    }
+    return m.entry;
 }
 
 /* After-hooks before each head is written: counters, then the access log line. */

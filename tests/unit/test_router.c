@@ -108,6 +108,36 @@ static void test_query_not_part_of_path(void **state)
     assert_string_equal(route("GET", "/users/9?x=1"), "200 user id=9");
 }
 
+/* router_match is a function of strings alone: no request, offsets into the path given. */
+static rh_str str(const char *s) { return (rh_str){s, strlen(s)}; }
+
+static void test_match_is_pure(void **state)
+{
+    struct route_match m;
+    char allowed[64];
+    const char *path = "/users/42/posts/7";
+    assert_int_equal(router_match(f->srv.routes, str("GET"), false, str(path), &m, allowed,
+                                  sizeof(allowed)), 0);
+    assert_string_equal(m.entry->udata, "post");
+    assert_int_equal(m.nparams, 2);
+    assert_string_equal(m.params[0].name, "id");
+    assert_int_equal(m.params[0].off, 7);
+    assert_int_equal(m.params[0].len, 2);
+    assert_string_equal(m.params[1].name, "post");
+    assert_int_equal(m.params[1].off, 16);
+    assert_int_equal(m.params[1].len, 1);
+    assert_int_equal(router_match(f->srv.routes, str("HEAD"), true, str("/users/me"), &m,
+                                  allowed, sizeof(allowed)), 0);
+    assert_string_equal(m.entry->udata, "me");
+    assert_int_equal(router_match(f->srv.routes, str("GET"), false, str("/form"), &m, allowed,
+                                  sizeof(allowed)), 405);
+    assert_null(m.entry);
+    assert_string_equal(allowed, "PUT, POST");
+    assert_int_equal(router_match(f->srv.routes, str("GET"), false, str("/nope"), &m, allowed,
+                                  sizeof(allowed)), 404);
+    assert_null(m.entry);
+}
+
 static void test_add_errors(void **state)
 {
     struct rh_route_node *r = f->srv.routes;
@@ -126,6 +156,7 @@ int main(void)
         cmocka_unit_test(test_root_and_misses),
         cmocka_unit_test(test_methods),
         cmocka_unit_test(test_query_not_part_of_path),
+        cmocka_unit_test(test_match_is_pure),
         cmocka_unit_test(test_add_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
