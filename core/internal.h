@@ -108,6 +108,7 @@ enum rh_conn_flag {
     C_FREE_PENDING = 1u << 12,  /* closed while on the flush list: freed when popped */
     C_STARVED = 1u << 13,       /* recv ended with -ENOBUFS: on the worker's starved list */
     C_OUT_FULL = 1u << 14,      /* output past RH_OUT_HIGH: parse and read no further */
+    C_NONBLOCK = 1u << 15,      /* static/: the socket was made O_NONBLOCK (once per connection) */
     C_IDLE_LISTED = 1u << 20,   /* on the worker's idle list (conn_idle.c) */
 };
 

@@ -197,6 +197,18 @@ static void pump_send(struct static_xfer *x, struct rh_conn *c)
     xfer_submit(x, sqe, K_READ);
 }
 
+/* A non-blocking socket makes sendfile and the pipe -> socket splice return when the socket
+ * is full instead of holding the ring thread or an io-wq worker until a slow reader drains
+ * it; the ring's own send/recv ops do not depend on the flag. It stays for the connection's
+ * life, so it is set once per connection, not once per body (one fcntl saved per request). */
+static void socket_nonblocking(struct rh_conn *c)
+{
+    if (c->flags & C_NONBLOCK)
+        return;
+    fcntl(c->fd, F_SETFL, O_NONBLOCK);
+    c->flags |= C_NONBLOCK;
+}
+
 static void pump_splice(struct static_xfer *x, struct rh_conn *c)
 {
     struct io_uring_sqe *sqe;
@@ -206,10 +218,7 @@ static void pump_splice(struct static_xfer *x, struct rh_conn *c)
             pump_send(x, c);
             return;
         }
-        /* A non-blocking socket makes the pipe -> socket splice return when the socket is
-         * full instead of holding an io-wq worker until a slow reader drains it; the ring's
-         * own send/recv ops do not depend on this flag. */
-        fcntl(c->fd, F_SETFL, O_NONBLOCK);
+        socket_nonblocking(c);
     }
     if (x->pipe_bytes && x->want_poll) {
         x->want_poll = false;
@@ -353,9 +362,7 @@ void xfer_body_start(struct static_xfer *x, uint64_t first, uint64_t len)
     r->file = x; /* conn.c calls static_body_pump once the head has drained */
     if (x->mode != M_SENDFILE)
         return;
-    /* A non-blocking socket makes sendfile and the pipe -> socket splice return when the
-     * socket is full; the ring's own send/recv ops do not depend on this flag. */
-    fcntl(c->fd, F_SETFL, O_NONBLOCK);
+    socket_nonblocking(c);
     uint64_t want = len < SENDFILE_MAX ? len : SENDFILE_MAX;
     if (!window_resident(x, want))
         return; /* cold: the pump starts it through io-wq once the head has gone */
