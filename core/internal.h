@@ -112,14 +112,40 @@ enum rh_conn_flag {
     C_IDLE_LISTED = 1u << 20,   /* on the worker's idle list (conn_idle.c) */
 };
 
+/* The HTTP/1 request parser of a connection (http1/parse.c, http1/body.c; its API and the
+ * meaning of each field: http1/parse.h). Plain state, no pointer into the input kept between
+ * calls: the caller may compact its buffer between calls (see h1_parse_next). */
+struct h1_parser {
+    llhttp_t ll;
+    const rh_config *cfg;  /* the limits: max_uri, max_headers, max_header_size, max_body */
+    struct rh_hdr *hdrs;   /* the current message's header lines (h1_parser_set_head) */
+    const char *base;      /* the message's first byte, during a call only */
+    struct rh_slice method, url;
+    uint32_t seen;         /* bytes of the current head consumed so far */
+    uint32_t scan_left;    /* bytes checked by the line scan, not yet given to llhttp */
+    uint16_t nheaders;
+    uint16_t status;       /* the error to answer, once failed */
+    uint8_t state;         /* enum h1_state (parse.c) */
+    uint8_t flags;         /* H1F_* (parse.c) */
+    uint8_t head_scan;     /* the line scan's state between calls (bare CR, obs-fold) */
+    uint8_t host_count;
+    bool scan_bad;         /* the line scan stopped at a bad byte after scan_left */
+    uint64_t content_length;
+    uint64_t body_len;     /* body bytes returned so far (the limit counts them) */
+    struct {               /* body.c: the body's framing, read by us, not llhttp */
+        uint64_t left;     /* bytes of the current chunk (or of the body) still to come */
+        uint32_t line;     /* bytes of the current chunk-size line, or of the trailers */
+        uint8_t state;     /* 0: no body being read */
+    } framing;
+};
+
 struct rh_conn {
     struct rh_worker *w;
     int fd;
     uint32_t idx, gen;
     uint32_t flags;
     enum rh_phase phase;
-    llhttp_t parser;
-    uint8_t head_scan; /* parse.c: line state of the head being read (bare CR, obs-fold) */
+    struct h1_parser parser; /* http1/parse.c */
     struct rh_req *req; /* the request being read or handled (at most one: see C_PAUSED) */
 
     char *in; /* RH_IN_BLOCK from the worker's free list while bytes are pending */
@@ -142,8 +168,7 @@ struct rh_conn {
 
 /* Request flags. */
 enum rh_req_flag {
-    R_FIELD_OPEN = 1u << 0,  /* inside a header name */
-    R_VALUE_OPEN = 1u << 1,  /* inside a header value */
+    /* 1u << 0, 1u << 1: free (were the parser's, now in struct h1_parser) */
     R_HEADERS_DONE = 1u << 2,
     R_BODY_INLINE = 1u << 3, /* body is one slice of the head buffer */
     R_KEEP_ALIVE = 1u << 4,
@@ -165,7 +190,6 @@ struct rh_req {
     struct rh_conn *conn;
     struct rh_req *next_free;
     uint32_t flags;
-    int err_status; /* set by a parser callback that fails the request */
     int status;     /* of the response, once started */
     uint16_t busy;  /* nesting of req_enter: the request is released only at 0 */
     uint8_t mw_pos; /* next middleware to run */
@@ -196,13 +220,8 @@ struct rh_req {
     struct rh_slice method, url;
     uint32_t path_len;
     uint8_t method_id, http_minor;
-    uint8_t host_count, nparams;
+    uint8_t nparams;
     uint16_t nheaders;
-    struct {              /* body.c: the body's framing, read by us, not llhttp */
-        uint64_t left;    /* bytes of the current chunk (or of the body) still to come */
-        uint32_t line;    /* bytes of the current chunk-size line, or of the trailers */
-        uint8_t state;    /* 0: no body being read */
-    } framing;
     struct rh_hdr headers[RH_MAX_HEADERS_CAP];
     struct {
         const char *name; /* the route's, static */

@@ -1,5 +1,6 @@
-/* http1/: HTTP/1.1 over a connection. The llhttp glue (parse.c), body framing
- * (body.c), requests (request.c) and the response writer (response.c). Calls conn/ below;
+/* http1/: HTTP/1.1 over a connection. The parser (parse.c, body.c: bytes to events, see
+ * parse.h), the connection's input acted on (input.c), requests (request.c) and the
+ * response writer (response.c). Calls conn/ below;
  * calls the app layer and observability up through srv->hooks (struct http_hooks). */
 #ifndef RH_HTTP1_HTTP1_H
 #define RH_HTTP1_HTTP1_H
@@ -7,22 +8,13 @@
 #include "core/internal.h"
 #include "base/fmt.h"
 #include "conn/conn.h"
+#include "http1/parse.h"
 
-/* parse.c */
+/* input.c: the connection's input through the parser (parse.h), acted on: requests are
+ * created, given their head and body, and dispatched, one at a time in pipelining order.
+ * The conn_proto hooks on_open and on_input. */
 void parse_conn_init(struct rh_conn *c);
-int parse_execute(struct rh_conn *c); /* parses from c->in_off; see parse.c */
-int parse_error_status(struct rh_conn *c, int err);
-/* RFC 9110 tchar: the bytes of a token (a method, a field name). */
-static inline bool parse_is_tchar(unsigned char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch && strchr("!#$%&'*+-.^_`|~", ch));
-}
-
-/* body.c: reads the body of c->req from c->in_off (Content-Length or chunked). Returns 0
- * (consumed what there was; *done when the body is complete) or an HTTP status. */
-void body_begin(struct rh_req *req);
-int body_read(struct rh_conn *c, bool *done);
+int parse_execute(struct rh_conn *c); /* from c->in_off; > 0: fail with that status */
 
 /* request.c */
 struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c);

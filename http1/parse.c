@@ -1,78 +1,92 @@
-/* llhttp glue: callbacks record the request as slices of the connection's input buffer (no
- * per-header allocation), enforce the limits, and pause the parser at each head's end; the
- * body is read by body.c and the handler runs outside llhttp. Before llhttp sees a head's
- * bytes, their line structure is checked here (llhttp 8.1.0 takes a CR followed by any byte
- * as a line end in places, and folds continuation lines into Content-Length). Errors
- * become HTTP statuses here and nowhere else. */
-#include <errno.h>
-#include <mimalloc.h>
+/* The HTTP/1 request parser: llhttp glue that turns bytes into events (http1/parse.h) and
+ * acts on none of them. Callbacks record the head as slices of the caller's bytes (no
+ * per-header allocation), enforce the limits, and pause llhttp at each message's start (so
+ * the caller can give the head a place) and end; the body is framed by body.c. Before
+ * llhttp sees a head's bytes, their line structure is checked here (llhttp 8.1.0 takes a CR
+ * followed by any byte as a line end in places, and folds continuation lines into
+ * Content-Length). Errors become HTTP statuses here and nowhere else. */
 #include <string.h>
 #include <strings.h>
 
-#include "http1/http1.h"
-#include "conn/conn.h"
+#include "http1/parse.h"
 
-static struct rh_conn *conn_of_parser(llhttp_t *p) { return p->data; }
+/* Where the parser stands (p->state). */
+enum h1_state {
+    S_IDLE,    /* between requests: llhttp skips empty lines, pauses at a request's start */
+    S_HEAD,    /* a head is being read */
+    S_NO_BODY, /* the head was returned, no body follows: MESSAGE_COMPLETE is next */
+    S_BODY,    /* body.c reads the body */
+    S_FAILED,  /* an error was returned: nothing more is parsed */
+};
 
-static int fail(struct rh_req *r, int status)
+/* p->flags: the head being read. */
+enum {
+    H1F_FIELD_OPEN = 1u << 0,   /* inside a header name */
+    H1F_VALUE_OPEN = 1u << 1,   /* inside a header value */
+    H1F_EXPECT = 1u << 2,       /* Expect: 100-continue */
+    H1F_KEEP_ALIVE = 1u << 3,   /* at the message's end: the connection may go on */
+    H1F_COMPLETE = 1u << 4,     /* llhttp paused at the message's end (not its start) */
+};
+
+static struct h1_parser *parser_of(llhttp_t *ll) { return (struct h1_parser *)ll; }
+
+static int fail(struct h1_parser *p, int status)
 {
-    r->err_status = status;
+    p->status = (uint16_t)status;
     return HPE_USER;
 }
 
-/* The offset of `at` in the request, fixing the base on the first byte we see. */
-static uint32_t req_off(struct rh_req *r, const char *at)
-{
-    if (!r->base)
-        r->base = at;
-    return (uint32_t)(at - r->base);
-}
-
 /* Spans may arrive in pieces (a recv boundary); pieces are contiguous in the buffer. */
-static void span_extend(struct rh_req *r, struct rh_slice *s, const char *at, size_t len)
+static void span_extend(struct h1_parser *p, struct rh_slice *s, const char *at, size_t len)
 {
     if (s->len == 0)
-        s->off = req_off(r, at);
+        s->off = (uint32_t)(at - p->base);
     s->len += (uint32_t)len;
 }
 
-static int on_message_begin(llhttp_t *p)
+static const char *slice_ptr(const struct h1_parser *p, struct rh_slice s)
 {
-    struct rh_conn *c = conn_of_parser(p);
-    if (!c->req)
-        c->req = req_acquire(c->w, c);
-    c->phase = PH_HEAD;
-    if (c->requests > 0) /* first request: the accept armed the header timer already */
-        conn_arm_phase_deadline(c, c->w->srv->cfg.header_timeout_ms);
+    return p->base + s.off;
+}
+
+/* A request starts: a fresh head, and a pause so the caller can give it a place. */
+static int on_message_begin(llhttp_t *ll)
+{
+    struct h1_parser *p = parser_of(ll);
+    p->state = S_HEAD;
+    p->flags = 0;
+    p->method = p->url = (struct rh_slice){0, 0};
+    p->nheaders = 0;
+    p->host_count = 0;
+    p->seen = 0;
+    p->content_length = 0;
+    return HPE_PAUSED;
+}
+
+static int on_method(llhttp_t *ll, const char *at, size_t len)
+{
+    struct h1_parser *p = parser_of(ll);
+    span_extend(p, &p->method, at, len);
     return 0;
 }
 
-static int on_method(llhttp_t *p, const char *at, size_t len)
+static int on_url(llhttp_t *ll, const char *at, size_t len)
 {
-    struct rh_req *r = conn_of_parser(p)->req;
-    span_extend(r, &r->method, at, len);
-    return 0;
+    struct h1_parser *p = parser_of(ll);
+    span_extend(p, &p->url, at, len);
+    return p->url.len > p->cfg->max_uri ? fail(p, 414) : 0;
 }
 
-static int on_url(llhttp_t *p, const char *at, size_t len)
+static int on_header_field(llhttp_t *ll, const char *at, size_t len)
 {
-    struct rh_conn *c = conn_of_parser(p);
-    struct rh_req *r = c->req;
-    span_extend(r, &r->url, at, len);
-    return r->url.len > c->w->srv->cfg.max_uri ? fail(r, 414) : 0;
-}
-
-static int on_header_field(llhttp_t *p, const char *at, size_t len)
-{
-    struct rh_conn *c = conn_of_parser(p);
-    struct rh_req *r = c->req;
-    if (!(r->flags & R_FIELD_OPEN)) {
-        if (r->nheaders >= c->w->srv->cfg.max_headers)
-            return fail(r, 431);
-        r->headers[r->nheaders] = (struct rh_hdr){{0, 0}, {0, 0}};
-        r->flags |= R_FIELD_OPEN;
+    struct h1_parser *p = parser_of(ll);
+    if (!(p->flags & H1F_FIELD_OPEN)) {
+        if (p->nheaders >= p->cfg->max_headers)
+            return fail(p, 431);
+        p->hdrs[p->nheaders] = (struct rh_hdr){{0, 0}, {0, 0}};
+        p->flags |= H1F_FIELD_OPEN;
     }
-    span_extend(r, &r->headers[r->nheaders].name, at, len);
+    span_extend(p, &p->hdrs[p->nheaders].name, at, len);
     return 0;
 }
 
@@ -88,13 +102,13 @@ static bool valid_name(const char *s, uint32_t len)
     return true;
 }
 
-static int on_header_field_complete(llhttp_t *p)
+static int on_header_field_complete(llhttp_t *ll)
 {
-    struct rh_req *r = conn_of_parser(p)->req;
-    struct rh_hdr *h = &r->headers[r->nheaders];
-    if (!valid_name(req_ptr(r, h->name), h->name.len))
-        return fail(r, 400);
-    r->flags = (r->flags & ~R_FIELD_OPEN) | R_VALUE_OPEN;
+    struct h1_parser *p = parser_of(ll);
+    struct rh_hdr *h = &p->hdrs[p->nheaders];
+    if (!valid_name(slice_ptr(p, h->name), h->name.len))
+        return fail(p, 400);
+    p->flags = (uint8_t)((p->flags & ~H1F_FIELD_OPEN) | H1F_VALUE_OPEN);
     return 0;
 }
 
@@ -118,16 +132,16 @@ static bool only_chunked(const char *v, uint32_t len)
     return len == 7 && strncasecmp(v, "chunked", 7) == 0;
 }
 
-static int on_header_value(llhttp_t *p, const char *at, size_t len)
+static int on_header_value(llhttp_t *ll, const char *at, size_t len)
 {
-    struct rh_req *r = conn_of_parser(p)->req;
-    span_extend(r, &r->headers[r->nheaders].value, at, len);
+    struct h1_parser *p = parser_of(ll);
+    span_extend(p, &p->hdrs[p->nheaders].value, at, len);
     return 0;
 }
 
-static bool name_is(const struct rh_req *r, struct rh_slice s, const char *name, size_t n)
+static bool name_is(const struct h1_parser *p, struct rh_slice s, const char *name, size_t n)
 {
-    return s.len == n && strncasecmp(req_ptr(r, s), name, n) == 0;
+    return s.len == n && strncasecmp(slice_ptr(p, s), name, n) == 0;
 }
 
 static bool is_reg_name_char(unsigned char ch)
@@ -169,33 +183,33 @@ static bool valid_host(const char *s, uint32_t len)
     return true;
 }
 
-static int on_header_value_complete(llhttp_t *p)
+static int on_header_value_complete(llhttp_t *ll)
 {
-    struct rh_req *r = conn_of_parser(p)->req;
-    struct rh_hdr *h = &r->headers[r->nheaders];
-    const char *v = req_ptr(r, h->value);
+    struct h1_parser *p = parser_of(ll);
+    struct rh_hdr *h = &p->hdrs[p->nheaders];
+    const char *v = slice_ptr(p, h->value);
     while (h->value.len && (v[h->value.len - 1] == ' ' || v[h->value.len - 1] == '\t'))
         h->value.len--; /* llhttp drops leading whitespace, not trailing */
     if (!valid_value(v, h->value.len))
-        return fail(r, 400);
-    if (name_is(r, h->name, "transfer-encoding", 17)) {
-        if (p->http_minor == 0) /* RFC 9112 6.1: the framing of a 1.0 message is unsure */
-            return fail(r, 400);
+        return fail(p, 400);
+    if (name_is(p, h->name, "transfer-encoding", 17)) {
+        if (ll->http_minor == 0) /* RFC 9112 6.1: the framing of a 1.0 message is unsure */
+            return fail(p, 400);
         if (!only_chunked(v, h->value.len))
-            return fail(r, 501);
+            return fail(p, 501);
     }
-    if (name_is(r, h->name, "host", 4)) {
+    if (name_is(p, h->name, "host", 4)) {
         if (!valid_host(v, h->value.len))
-            return fail(r, 400);
-        r->host_count++;
-    } else if (name_is(r, h->name, "expect", 6)) {
+            return fail(p, 400);
+        p->host_count++;
+    } else if (name_is(p, h->name, "expect", 6)) {
         if (h->value.len == 12 && strncasecmp(v, "100-continue", 12) == 0)
-            r->flags |= R_EXPECT_CONTINUE;
+            p->flags |= H1F_EXPECT;
         else
-            return fail(r, 417);
+            return fail(p, 417);
     }
-    r->flags &= ~R_VALUE_OPEN;
-    r->nheaders++;
+    p->flags &= (uint8_t)~H1F_VALUE_OPEN;
+    p->nheaders++;
     return 0;
 }
 
@@ -213,99 +227,58 @@ static bool method_supported(uint8_t m)
 
 /* A second Transfer-Encoding field: llhttp refuses it only when the first said chunked in
  * a form it recognises ("chunked\t" it does not), so count them ourselves. */
-static unsigned count_te(const struct rh_req *r)
+static unsigned count_te(const struct h1_parser *p)
 {
     unsigned n = 0;
-    for (unsigned i = 0; i < r->nheaders; i++)
-        n += name_is(r, r->headers[i].name, "transfer-encoding", 17);
+    for (unsigned i = 0; i < p->nheaders; i++)
+        n += name_is(p, p->hdrs[i].name, "transfer-encoding", 17);
     return n;
 }
 
-static int check_head(struct rh_conn *c, struct rh_req *r, llhttp_t *p)
+static int check_head(const struct h1_parser *p)
 {
-    const rh_config *cfg = &c->w->srv->cfg;
-    uint32_t head_end = r->nheaders ? r->headers[r->nheaders - 1].value.off +
-                                          r->headers[r->nheaders - 1].value.len
-                                    : r->url.off + r->url.len;
+    const llhttp_t *ll = &p->ll;
+    const rh_config *cfg = p->cfg;
+    uint32_t head_end = p->nheaders ? p->hdrs[p->nheaders - 1].value.off +
+                                          p->hdrs[p->nheaders - 1].value.len
+                                    : p->url.off + p->url.len;
     if (head_end > cfg->max_header_size) /* arrived whole, so the size check missed it */
         return 431;
-    if (p->http_major != 1)
+    if (ll->http_major != 1)
         return 505;
-    if (!method_supported(p->method))
+    if (!method_supported(ll->method))
         return 501;
-    if (p->http_minor == 1 && r->host_count != 1)
+    if (ll->http_minor == 1 && p->host_count != 1)
         return 400;
-    if (r->host_count > 1)
+    if (p->host_count > 1)
         return 400;
-    if ((p->flags & F_TRANSFER_ENCODING) && (p->http_minor == 0 || count_te(r) > 1))
+    if ((ll->flags & F_TRANSFER_ENCODING) && (ll->http_minor == 0 || count_te(p) > 1))
         return 400;
-    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > cfg->max_body)
+    if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > cfg->max_body)
         return 413;
     return 0;
 }
 
-/* The path is the target up to '?'. An absolute-form target ("http://host/p?q", which
- * servers must accept) is narrowed to its path: the url slice then starts at the path. */
-static void locate_path(struct rh_req *r)
+static int on_headers_complete(llhttp_t *ll)
 {
-    const char *u = req_ptr(r, r->url);
-    size_t skip = 0;
-    if (r->url.len > 7 && strncasecmp(u, "http://", 7) == 0)
-        skip = 7;
-    else if (r->url.len > 8 && strncasecmp(u, "https://", 8) == 0)
-        skip = 8;
-    if (skip) {
-        const char *slash = memchr(u + skip, '/', r->url.len - skip);
-        size_t cut = slash ? (size_t)(slash - u) : r->url.len;
-        r->url.off += (uint32_t)cut;
-        r->url.len -= (uint32_t)cut;
-        u += cut;
-    }
-    const char *q = memchr(u, '?', r->url.len);
-    r->path_len = q ? (uint32_t)(q - u) : r->url.len;
-}
-
-static void send_continue(struct rh_conn *c)
-{
-    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    resp_write_raw(c, cont, sizeof(cont) - 1);
-}
-
-static int on_headers_complete(llhttp_t *p)
-{
-    struct rh_conn *c = conn_of_parser(p);
-    struct rh_req *r = c->req;
-    int status = check_head(c, r, p);
+    struct h1_parser *p = parser_of(ll);
+    int status = check_head(p);
     if (status)
-        return fail(r, status);
-    p->upgrade = 0; /* no protocol switches: an Upgrade request is served as plain HTTP */
-    r->flags |= R_HEADERS_DONE;
-    r->method_id = p->method;
-    r->http_minor = p->http_minor;
-    if (p->method == HTTP_HEAD)
-        r->flags |= R_HEAD;
-    if (p->flags & F_TRANSFER_ENCODING) /* its value was checked: chunked, nothing else */
-        r->flags |= R_CHUNKED;
-    r->content_length = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
-    locate_path(r);
-    bool has_body = (r->flags & R_CHUNKED) || r->content_length > 0;
-    if (has_body) {
-        c->phase = PH_BODY;
-        conn_arm_phase_deadline(c, c->w->srv->cfg.body_timeout_ms);
-        if ((r->flags & R_EXPECT_CONTINUE) && r->http_minor == 1)
-            send_continue(c);
-    }
+        return fail(p, status);
+    ll->upgrade = 0; /* no protocol switches: an Upgrade request is served as plain HTTP */
+    p->content_length = (ll->flags & F_CONTENT_LENGTH) ? ll->content_length : 0;
     return 1; /* "no body" to llhttp: it stops here and body.c reads the body */
 }
 
-static int on_message_complete(llhttp_t *p)
+static int on_message_complete(llhttp_t *ll)
 {
-    struct rh_req *r = conn_of_parser(p)->req;
+    struct h1_parser *p = parser_of(ll);
     /* "close" anywhere in Connection wins: llhttp keeps a 1.0 connection that also says
      * keep-alive ("keep-alive, close") */
-    if (llhttp_should_keep_alive(p) && !(p->flags & F_CONNECTION_CLOSE))
-        r->flags |= R_KEEP_ALIVE;
-    return HPE_PAUSED; /* the handler runs outside llhttp: see parse_execute */
+    if (llhttp_should_keep_alive(ll) && !(ll->flags & F_CONNECTION_CLOSE))
+        p->flags |= H1F_KEEP_ALIVE;
+    p->flags |= H1F_COMPLETE;
+    return HPE_PAUSED; /* the caller acts on the head before anything further is parsed */
 }
 
 static llhttp_settings_t settings = {
@@ -320,10 +293,11 @@ static llhttp_settings_t settings = {
     .on_message_complete = on_message_complete,
 };
 
-void parse_conn_init(struct rh_conn *c)
+void h1_parser_init(struct h1_parser *p, const rh_config *cfg)
 {
-    llhttp_init(&c->parser, HTTP_REQUEST, &settings);
-    c->parser.data = c;
+    memset(p, 0, sizeof(*p));
+    llhttp_init(&p->ll, HTTP_REQUEST, &settings);
+    p->cfg = cfg;
 }
 
 static const char *skip_while(const char *q, const char *end, bool (*ok)(unsigned char))
@@ -352,16 +326,17 @@ static int status_for_bad_method(const char *start, const char *end)
     return version && t[3] == '\r' && t[4] == '\n' ? 501 : 400;
 }
 
-int parse_error_status(struct rh_conn *c, int err)
+/* The status for an llhttp error: a callback's, or one by llhttp's error code. A bad
+ * method is judged on its whole request line: from the request's first byte (or from
+ * `start` if none began) to `end`, the last byte received. */
+static int error_status(const struct h1_parser *p, llhttp_errno_t err, const char *start,
+                        const char *end)
 {
-    struct rh_req *r = c->req;
-    if (r && r->err_status)
-        return r->err_status;
+    if (p->status)
+        return p->status;
     switch (err) {
-    case HPE_INVALID_METHOD: {
-        const char *start = r && r->base ? r->base : c->in + c->in_off;
-        return status_for_bad_method(start, c->in + c->in_len);
-    }
+    case HPE_INVALID_METHOD:
+        return status_for_bad_method(p->state == S_HEAD ? p->base : start, end);
     case HPE_INVALID_VERSION:
         return 505;
     case HPE_INVALID_TRANSFER_ENCODING: /* chunked not last: the length is unknowable */
@@ -372,18 +347,14 @@ int parse_error_status(struct rh_conn *c, int err)
 }
 
 /* The head must fit: past max_header_size it is 431, or 414 while still in the URI. */
-static int check_head_size(struct rh_conn *c)
+static int head_size_status(const struct h1_parser *p)
 {
-    struct rh_req *r = c->req;
-    if (!r || !r->base || (r->flags & R_HEADERS_DONE))
+    if (p->state != S_HEAD || p->seen <= p->cfg->max_header_size)
         return 0;
-    size_t seen = (size_t)(c->in + c->in_off - r->base);
-    if (seen <= c->w->srv->cfg.max_header_size)
-        return 0;
-    return r->nheaders == 0 && !(r->flags & R_FIELD_OPEN) ? 414 : 431;
+    return p->nheaders == 0 && !(p->flags & H1F_FIELD_OPEN) ? 414 : 431;
 }
 
-/* What the next byte of a head must be, between llhttp calls (c->head_scan). */
+/* What the next byte of a head must be, between llhttp calls (p->head_scan). */
 enum {
     HS_CR = 1, /* the last byte was CR: LF must follow */
     HS_LF = 2, /* a CRLF just ended a line: no SP or HTAB may follow */
@@ -434,60 +405,149 @@ refuse:
     return i;
 }
 
-/* The head is in: read its body (body.c, from the next parse_execute on), or run the
- * handler now. */
-static void head_done(struct rh_conn *c)
+/* The head as far as read (method, url, nheaders), or whole once complete. */
+static void head_out(const struct h1_parser *p, struct h1_head *h)
 {
-    struct rh_req *r = c->req;
-    if ((r->flags & R_CHUNKED) || r->content_length > 0)
-        body_begin(r);
-    else
-        req_dispatch(r);
+    h->method = p->method;
+    h->url = p->url;
+    h->path_len = 0;
+    h->nheaders = p->nheaders;
+    h->method_id = 0;
+    h->http_minor = 0;
+    h->keep_alive = h->chunked = h->expect_continue = false;
+    h->content_length = 0;
 }
 
-static int body_execute(struct rh_conn *c)
+/* The path is the target up to '?'. An absolute-form target ("http://host/p?q", which
+ * servers must accept) is narrowed to its path: the url slice then starts at the path. */
+static void locate_path(const struct h1_parser *p, struct h1_head *h)
 {
-    bool done = false;
-    int status = body_read(c, &done);
-    if (status) {
-        c->in_off = c->in_len; /* nothing after a framing error is trusted */
-        return status;
+    const char *u = slice_ptr(p, h->url);
+    size_t skip = 0;
+    if (h->url.len > 7 && strncasecmp(u, "http://", 7) == 0)
+        skip = 7;
+    else if (h->url.len > 8 && strncasecmp(u, "https://", 8) == 0)
+        skip = 8;
+    if (skip) {
+        const char *slash = memchr(u + skip, '/', h->url.len - skip);
+        size_t cut = slash ? (size_t)(slash - u) : h->url.len;
+        h->url.off += (uint32_t)cut;
+        h->url.len -= (uint32_t)cut;
+        u += cut;
     }
-    if (done)
-        req_dispatch(c->req);
-    return 0;
+    const char *q = memchr(u, '?', h->url.len);
+    h->path_len = q ? (uint32_t)(q - u) : h->url.len;
 }
 
-/* Parses from c->in_off. Returns 0, or an HTTP status to fail the connection with. Runs the
- * handler when a request is complete: llhttp pauses at each head's end, body.c reads the
- * body. */
-int parse_execute(struct rh_conn *c)
+/* llhttp paused at the message's end: the head is complete and checked. */
+static enum h1_event head_complete(struct h1_parser *p, struct h1_event_data *out)
 {
-    if (c->req && c->req->framing.state)
-        return body_execute(c);
-    const char *start = c->in + c->in_off;
-    bool bad = false;
-    size_t len = head_scan(&c->head_scan, start, c->in_len - c->in_off, &bad);
-    llhttp_errno_t err = llhttp_execute(&c->parser, start, len);
-    if (err == HPE_OK) {
-        c->in_off += (uint32_t)len;
-        int status = check_head_size(c);
-        if (status)
-            return status;
-        if (bad) { /* inside the head: llhttp did not stop before the bad byte */
-            c->in_off = c->in_len;
-            return 400;
+    const llhttp_t *ll = &p->ll;
+    struct h1_head *h = &out->head;
+    head_out(p, h);
+    h->method_id = ll->method;
+    h->http_minor = ll->http_minor;
+    h->keep_alive = (p->flags & H1F_KEEP_ALIVE) != 0;
+    h->chunked = (ll->flags & F_TRANSFER_ENCODING) != 0; /* its value was checked: chunked */
+    h->expect_continue = (p->flags & H1F_EXPECT) != 0;
+    h->content_length = p->content_length;
+    locate_path(p, h);
+    p->head_scan = 0; /* what follows is scanned afresh */
+    p->scan_left = 0;
+    p->scan_bad = false;
+    if (h->chunked || h->content_length > 0) {
+        h1_body_begin(p, h->chunked);
+        p->state = S_BODY;
+    } else {
+        p->state = S_NO_BODY;
+    }
+    return H1_HEAD_COMPLETE;
+}
+
+static enum h1_event failed(struct h1_parser *p, int status, size_t len, size_t *consumed,
+                            struct h1_event_data *out)
+{
+    p->state = S_FAILED;
+    p->status = (uint16_t)status;
+    head_out(p, &out->head);
+    out->status = status;
+    *consumed = len; /* nothing after an error is trusted */
+    return H1_ERROR;
+}
+
+/* How many bytes from buf llhttp may take next (see head_scan), and whether a bad byte
+ * follows them; what a MESSAGE_BEGIN pause left of the last scan is used first. */
+static size_t scan_next(struct h1_parser *p, const char *buf, size_t len, bool *bad)
+{
+    if (p->scan_left || p->scan_bad) {
+        size_t n = p->scan_left < len ? p->scan_left : len;
+        *bad = p->scan_bad;
+        p->scan_left = 0;
+        p->scan_bad = false;
+        return n;
+    }
+    *bad = false;
+    return head_scan(&p->head_scan, buf, len, bad);
+}
+
+/* Between requests or in a head: llhttp up to its next pause, error, or the end of buf. */
+static enum h1_event head_next(struct h1_parser *p, const char *buf, size_t len,
+                               size_t *consumed, struct h1_event_data *out)
+{
+    size_t off = 0;
+    p->base = buf - p->seen; /* the request's first byte (S_IDLE: seen is 0) */
+    for (;;) {
+        bool bad;
+        const char *start = buf + off;
+        size_t n = scan_next(p, start, len - off, &bad);
+        llhttp_errno_t err = llhttp_execute(&p->ll, start, n);
+        if (err == HPE_PAUSED) {
+            size_t used = (size_t)(llhttp_get_error_pos(&p->ll) - start);
+            llhttp_resume(&p->ll);
+            *consumed = off + used;
+            if (p->flags & H1F_COMPLETE)
+                return head_complete(p, out);
+            p->scan_left = (uint32_t)(n - used); /* MESSAGE_BEGIN: the scan goes on after */
+            p->scan_bad = bad;
+            return H1_MESSAGE_BEGIN;
         }
-        return 0;
+        if (err != HPE_OK)
+            return failed(p, error_status(p, err, start, buf + len), len, consumed, out);
+        off += n;
+        if (p->state == S_HEAD)
+            p->seen += (uint32_t)n;
+        int status = head_size_status(p);
+        if (status)
+            return failed(p, status, len, consumed, out);
+        if (bad) /* inside the head: llhttp did not stop before the bad byte */
+            return failed(p, 400, len, consumed, out);
+        if (off == len) {
+            *consumed = len;
+            head_out(p, &out->head);
+            return H1_NEED_MORE;
+        }
     }
-    if (err == HPE_PAUSED) {
-        c->in_off += (uint32_t)(llhttp_get_error_pos(&c->parser) - start);
-        llhttp_resume(&c->parser);
-        c->head_scan = 0;
-        head_done(c);
-        return 0;
+}
+
+enum h1_event h1_parse_next(struct h1_parser *p, const char *buf, size_t len, size_t *consumed,
+                            struct h1_event_data *out)
+{
+    enum h1_event ev;
+    switch (p->state) {
+    case S_NO_BODY:
+        *consumed = 0;
+        p->state = S_IDLE;
+        return H1_MESSAGE_COMPLETE;
+    case S_BODY:
+        ev = h1_body_next(p, buf, len, consumed, out);
+        if (ev == H1_MESSAGE_COMPLETE)
+            p->state = S_IDLE;
+        else if (ev == H1_ERROR)
+            return failed(p, out->status, len, consumed, out);
+        return ev;
+    case S_FAILED:
+        return failed(p, p->status, len, consumed, out);
+    default:
+        return head_next(p, buf, len, consumed, out);
     }
-    int status = parse_error_status(c, err);
-    c->in_off = c->in_len; /* nothing after a parse error is trusted */
-    return status;
 }

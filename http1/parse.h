@@ -1,0 +1,87 @@
+/* http1/parse.h: the HTTP/1 request parser (parse.c: llhttp glue and the head's checks;
+ * body.c: body framing). It turns bytes into events and acts on none of them: it knows no
+ * connection, request, ring or server, calls nothing above it, allocates nothing and copies
+ * nothing (events carry slices of the caller's bytes). The caller (input.c) creates the
+ * request, answers, dispatches and stores bodies. Limits and errors are decided here: an
+ * error event carries the HTTP status to answer (400, 413, 414, 417, 431, 501, 505).
+ *
+ * Use (one parser per connection; struct h1_parser is in core/internal.h):
+ *   h1_parser_init(&p, &cfg);
+ *   loop: ev = h1_parse_next(&p, buf + off, len - off, &used, &out); off += used; act on ev.
+ * The bytes of the current request's head consumed so far must stay in place just before
+ * the next call's buf (head slices are offsets from the request's first byte): a caller
+ * that compacts its buffer keeps everything from that first byte on. */
+#ifndef RH_HTTP1_PARSE_H
+#define RH_HTTP1_PARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/internal.h"
+
+enum h1_event {
+    H1_NEED_MORE,        /* every byte given is used: call again when more arrive */
+    H1_MESSAGE_BEGIN,    /* a request starts at buf + *consumed: h1_parser_set_head, go on */
+    H1_HEAD_COMPLETE,    /* out->head: the head is read and checked */
+    H1_BODY_DATA,        /* out->body, out->body_len: body bytes (a slice of buf, decoded) */
+    H1_MESSAGE_COMPLETE, /* the request is complete, body included: the next one may follow */
+    H1_ERROR,            /* out->status: answer it and close; every byte given is consumed,
+                          * and nothing after it is parsed (each later call: H1_ERROR again) */
+};
+
+/* A request head. Slices are offsets from the request's first byte (MESSAGE_BEGIN's). */
+struct h1_head {
+    struct rh_slice method, url; /* url: an absolute-form target narrowed to its path */
+    uint32_t path_len;           /* of url, up to '?' (0 until the head is complete) */
+    uint16_t nheaders;           /* header lines written to h1_parser_set_head's storage */
+    uint8_t method_id;           /* llhttp_method */
+    uint8_t http_minor;          /* 0 or 1 (the major is 1, or the head fails with 505) */
+    bool keep_alive, chunked, expect_continue;
+    uint64_t content_length;     /* 0: none (or chunked) */
+};
+
+struct h1_event_data {
+    /* H1_HEAD_COMPLETE: all of it. H1_NEED_MORE and H1_ERROR from a head: method, url and
+     * nheaders as far as read (for a caller that answers before the head is complete: a
+     * header timeout, a limit), path_len 0, the rest zero; else to be ignored. */
+    struct h1_head head;
+    const char *body; /* H1_BODY_DATA */
+    size_t body_len;
+    int status;       /* H1_ERROR */
+};
+
+/* Ready to read requests with cfg's limits (cfg outlives the parser). */
+void h1_parser_init(struct h1_parser *p, const rh_config *cfg);
+
+/* After H1_MESSAGE_BEGIN: where the request's header lines go (cfg->max_headers of them,
+ * written as they are read; valid until the next H1_MESSAGE_BEGIN). */
+static inline void h1_parser_set_head(struct h1_parser *p, struct rh_hdr *hdrs)
+{
+    p->hdrs = hdrs;
+}
+
+/* Parses buf[0..len) (the bytes after those already consumed) up to the next event; sets
+ * *consumed to the bytes it used (the caller skips them) and fills the parts of *out the
+ * event names. Returns H1_NEED_MORE when all of buf is used without an event. */
+enum h1_event h1_parse_next(struct h1_parser *p, const char *buf, size_t len, size_t *consumed,
+                            struct h1_event_data *out);
+
+/* RFC 9110 tchar: the bytes of a token (a method, a field name). */
+static inline bool parse_is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/* ---- between parse.c and body.c only ---- */
+
+/* The head said a body follows (p->content_length, or chunked): start reading it. */
+void h1_body_begin(struct h1_parser *p, bool chunked);
+/* The body's next event: H1_BODY_DATA, H1_MESSAGE_COMPLETE, H1_NEED_MORE or H1_ERROR
+ * (status in out->status; *consumed is then len). */
+enum h1_event h1_body_next(struct h1_parser *p, const char *buf, size_t len, size_t *consumed,
+                           struct h1_event_data *out);
+
+#endif
