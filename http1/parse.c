@@ -26,6 +26,7 @@ enum {
     H1F_EXPECT = 1u << 2,       /* Expect: 100-continue */
     H1F_KEEP_ALIVE = 1u << 3,   /* at the message's end: the connection may go on */
     H1F_COMPLETE = 1u << 4,     /* llhttp paused at the message's end (not its start) */
+    H1F_AT_START = 1u << 5,     /* llhttp waits for a request (fresh, or after keep-alive) */
 };
 
 static struct h1_parser *parser_of(llhttp_t *ll) { return (struct h1_parser *)ll; }
@@ -49,10 +50,8 @@ static const char *slice_ptr(const struct h1_parser *p, struct rh_slice s)
     return p->base + s.off;
 }
 
-/* A request starts: a fresh head, and a pause so the caller can give it a place. */
-static int on_message_begin(llhttp_t *ll)
+static void begin_head(struct h1_parser *p)
 {
-    struct h1_parser *p = parser_of(ll);
     p->state = S_HEAD;
     p->flags = 0;
     p->method = p->url = (struct rh_slice){0, 0};
@@ -60,6 +59,16 @@ static int on_message_begin(llhttp_t *ll)
     p->host_count = 0;
     p->seen = 0;
     p->content_length = 0;
+}
+
+/* A request starts: a fresh head, and a pause so the caller can give it a place; unless
+ * head_next saw it coming (begun_early) and returned MESSAGE_BEGIN before calling llhttp. */
+static int on_message_begin(llhttp_t *ll)
+{
+    struct h1_parser *p = parser_of(ll);
+    if (p->state == S_HEAD)
+        return 0;
+    begin_head(p);
     return HPE_PAUSED;
 }
 
@@ -276,7 +285,7 @@ static int on_message_complete(llhttp_t *ll)
     /* "close" anywhere in Connection wins: llhttp keeps a 1.0 connection that also says
      * keep-alive ("keep-alive, close") */
     if (llhttp_should_keep_alive(ll) && !(ll->flags & F_CONNECTION_CLOSE))
-        p->flags |= H1F_KEEP_ALIVE;
+        p->flags |= H1F_KEEP_ALIVE | H1F_AT_START;
     p->flags |= H1F_COMPLETE;
     return HPE_PAUSED; /* the caller acts on the head before anything further is parsed */
 }
@@ -298,6 +307,7 @@ void h1_parser_init(struct h1_parser *p, const rh_config *cfg)
     memset(p, 0, sizeof(*p));
     llhttp_init(&p->ll, HTTP_REQUEST, &settings);
     p->cfg = cfg;
+    p->flags = H1F_AT_START;
 }
 
 static const char *skip_while(const char *q, const char *end, bool (*ok)(unsigned char))
@@ -490,9 +500,23 @@ static size_t scan_next(struct h1_parser *p, const char *buf, size_t len, bool *
     return head_scan(&p->head_scan, buf, len, bad);
 }
 
-/* Between requests or in a head: llhttp up to its next pause, error, or the end of buf. */
-static enum h1_event head_next(struct h1_parser *p, const char *buf, size_t len,
-                               size_t *consumed, struct h1_event_data *out)
+/* The usual case between requests: the next byte starts one (it is no empty line's, and
+ * llhttp waits for a request, so it will call on_message_begin there). MESSAGE_BEGIN is
+ * returned before llhttp runs, which saves it a pause and a second call per request. */
+static bool begun_early(struct h1_parser *p, const char *buf, size_t len)
+{
+    if (p->state != S_IDLE || !(p->flags & H1F_AT_START) || p->head_scan || p->scan_left ||
+        p->scan_bad || len == 0 || buf[0] == '\r' || buf[0] == '\n')
+        return false;
+    begin_head(p);
+    return true;
+}
+
+/* Between requests or in a head: llhttp up to its next pause, error, or the end of buf.
+ * Not inlined: h1_parse_next's other paths stay a few instructions each. */
+__attribute__((noinline)) static enum h1_event head_next(struct h1_parser *p, const char *buf,
+                                                          size_t len, size_t *consumed,
+                                                          struct h1_event_data *out)
 {
     size_t off = 0;
     p->base = buf - p->seen; /* the request's first byte (S_IDLE: seen is 0) */
@@ -547,6 +571,12 @@ enum h1_event h1_parse_next(struct h1_parser *p, const char *buf, size_t len, si
         return ev;
     case S_FAILED:
         return failed(p, p->status, len, consumed, out);
+    case S_IDLE:
+        if (begun_early(p, buf, len)) {
+            *consumed = 0;
+            return H1_MESSAGE_BEGIN;
+        }
+        return head_next(p, buf, len, consumed, out);
     default:
         return head_next(p, buf, len, consumed, out);
     }
