@@ -155,8 +155,15 @@ static bool name_is(const struct h1_parser *p, struct rh_slice s, const char *na
 
 static bool is_reg_name_char(unsigned char ch)
 {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch && strchr("-._~%!$&'()*+,;=", ch));
+    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
+        return true;
+    switch (ch) { /* unreserved, pct-encoded's '%', sub-delims (RFC 3986 3.2.2) */
+    case '-': case '.': case '_': case '~': case '%': case '!': case '$': case '&':
+    case '\'': case '(': case ')': case '*': case '+': case ',': case ';': case '=':
+        return true;
+    default:
+        return false;
+    }
 }
 
 static bool is_ip6_char(unsigned char ch)
@@ -434,7 +441,9 @@ static void locate_path(const struct h1_parser *p, struct h1_head *h)
 {
     const char *u = slice_ptr(p, h->url);
     size_t skip = 0;
-    if (h->url.len > 7 && strncasecmp(u, "http://", 7) == 0)
+    if (u[0] == '/') /* origin-form, the usual one: no scheme to look for */
+        ;
+    else if (h->url.len > 7 && strncasecmp(u, "http://", 7) == 0)
         skip = 7;
     else if (h->url.len > 8 && strncasecmp(u, "https://", 8) == 0)
         skip = 8;

@@ -71,8 +71,15 @@ enum h1_event h1_parse_next(struct h1_parser *p, const char *buf, size_t len, si
 /* RFC 9110 tchar: the bytes of a token (a method, a field name). */
 static inline bool parse_is_tchar(unsigned char ch)
 {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
+        return true;
+    switch (ch) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
+    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+        return true;
+    default:
+        return false;
+    }
 }
 
 /* ---- between parse.c and body.c only ---- */
