@@ -112,9 +112,9 @@ enum rh_conn_flag {
     C_IDLE_LISTED = 1u << 20,   /* on the worker's idle list (conn_idle.c) */
 };
 
-/* The HTTP/1 request parser of a connection (http1/parse.c, http1/body.c; its API and the
- * meaning of each field: http1/parse.h). Plain state, no pointer into the input kept between
- * calls: the caller may compact its buffer between calls (see h1_parse_next). */
+/* The HTTP/1 request parser of a connection (http1/parse.c, http1/body.c; its API:
+ * http1/parse.h). Plain state, no pointer into the input kept between calls (base is set at
+ * each call), so the caller may compact its buffer between calls (see parse.h). */
 struct h1_parser {
     llhttp_t ll;
     const rh_config *cfg;  /* the limits: max_uri, max_headers, max_header_size, max_body */
