@@ -10,6 +10,7 @@
 #include "http1/http1.h"
 #include "conn/conn.h"
 
+/* conn_proto.on_open: a fresh parser, with the server's limits, for a new connection. */
 void parse_conn_init(struct rh_conn *c)
 {
     h1_parser_init(&c->parser, &c->w->srv->cfg);
@@ -39,6 +40,7 @@ static void keep_partial_head(struct rh_req *r, const struct h1_head *h)
     r->nheaders = h->nheaders;
 }
 
+/* The client waits for it before sending the body (RFC 9110 10.1.1). */
 static void send_continue(struct rh_conn *c)
 {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -69,6 +71,7 @@ static bool on_head(struct rh_conn *c, const struct h1_head *h)
     return true;
 }
 
+/* Room for need bytes of body in r->body_buf, at most max. 0 or -ENOMEM. */
 static int body_grow(struct rh_req *r, size_t need, size_t max)
 {
     if (need <= r->body_cap)

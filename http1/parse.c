@@ -50,6 +50,7 @@ static const char *slice_ptr(const struct h1_parser *p, struct rh_slice s)
     return p->base + s.off;
 }
 
+/* A request starts: its head is read from scratch (the caller's storage comes next). */
 static void begin_head(struct h1_parser *p)
 {
     p->state = S_HEAD;
@@ -483,6 +484,7 @@ static enum h1_event head_complete(struct h1_parser *p, struct h1_event_data *ou
     return H1_HEAD_COMPLETE;
 }
 
+/* The error event, and the parser's last word: every later call repeats it. */
 static enum h1_event failed(struct h1_parser *p, int status, size_t len, size_t *consumed,
                             struct h1_event_data *out)
 {
