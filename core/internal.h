@@ -57,6 +57,7 @@ enum srv_op {
  * every other connection. The spill is bounded too: reading stops when it is first used. */
 #define RH_HELD_MAX 2u
 #define RH_SPILL_MAX (1024u * 1024u)
+#define RH_CONN_PROTO_STATE 192u /* bytes: see rh_conn.proto_state */
 #define RH_MAX_MIDDLEWARE 16
 #define RH_MAX_LANES 8
 #define RH_MAX_BLOCKING_ROUTES 64
@@ -112,40 +113,15 @@ enum rh_conn_flag {
     C_IDLE_LISTED = 1u << 20,   /* on the worker's idle list (conn_idle.c) */
 };
 
-/* The HTTP/1 request parser of a connection (http1/parse.c, http1/body.c; its API:
- * http1/parse.h). Plain state, no pointer into the input kept between calls (base is set at
- * each call), so the caller may compact its buffer between calls (see parse.h). */
-struct h1_parser {
-    llhttp_t ll;
-    const rh_config *cfg;  /* the limits: max_uri, max_headers, max_header_size, max_body */
-    struct rh_hdr *hdrs;   /* the current message's header lines (h1_parser_set_head) */
-    const char *base;      /* the message's first byte, during a call only */
-    struct rh_slice method, url;
-    uint32_t seen;         /* bytes of the current head consumed so far */
-    uint32_t scan_left;    /* bytes checked by the line scan, not yet given to llhttp */
-    uint16_t nheaders;
-    uint16_t status;       /* the error to answer, once failed */
-    uint8_t state;         /* enum h1_state (parse.c) */
-    uint8_t flags;         /* H1F_* (parse.c) */
-    uint8_t head_scan;     /* the line scan's state between calls (bare CR, obs-fold) */
-    uint8_t host_count;
-    bool scan_bad;         /* the line scan stopped at a bad byte after scan_left */
-    uint64_t content_length;
-    uint64_t body_len;     /* body bytes returned so far (the limit counts them) */
-    struct {               /* body.c: the body's framing, read by us, not llhttp */
-        uint64_t left;     /* bytes of the current chunk (or of the body) still to come */
-        uint32_t line;     /* bytes of the current chunk-size line, or of the trailers */
-        uint8_t state;     /* 0: no body being read */
-    } framing;
-};
-
 struct rh_conn {
     struct rh_worker *w;
     int fd;
     uint32_t idx, gen;
     uint32_t flags;
     enum rh_phase phase;
-    struct h1_parser parser; /* http1/parse.c */
+    /* The protocol's state on this connection, never read by the transport (HTTP/1: its
+     * parser, struct h1_parser of http1/parse.h, which input.c checks fits). */
+    _Alignas(8) unsigned char proto_state[RH_CONN_PROTO_STATE];
     struct rh_req *req; /* the request being read or handled (at most one: see C_PAUSED) */
 
     char *in; /* RH_IN_BLOCK from the worker's free list while bytes are pending */

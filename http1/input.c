@@ -10,10 +10,21 @@
 #include "http1/http1.h"
 #include "conn/conn.h"
 
+/* The parser lives in the connection's slot, in the room the transport keeps for the
+ * protocol without knowing its type. */
+_Static_assert(sizeof(struct h1_parser) <= RH_CONN_PROTO_STATE,
+               "rh_conn.proto_state too small");
+_Static_assert(_Alignof(struct h1_parser) <= 8, "rh_conn.proto_state under-aligned");
+
+static struct h1_parser *conn_parser(struct rh_conn *c)
+{
+    return (struct h1_parser *)(void *)c->proto_state;
+}
+
 /* conn_proto.on_open: a fresh parser, with the server's limits, for a new connection. */
 void parse_conn_init(struct rh_conn *c)
 {
-    h1_parser_init(&c->parser, &c->w->srv->cfg);
+    h1_parser_init(conn_parser(c), &c->w->srv->cfg);
 }
 
 /* A request begins at c->in_off: its head is read into a request from the pool. */
@@ -23,7 +34,7 @@ static void on_begin(struct rh_conn *c)
         c->req = req_acquire(c->w, c);
     struct rh_req *r = c->req;
     r->base = c->in + c->in_off;
-    h1_parser_set_head(&c->parser, r->headers);
+    h1_parser_set_head(conn_parser(c), r->headers);
     c->phase = PH_HEAD;
     if (c->requests > 0) /* first request: the accept armed the header timer already */
         conn_arm_phase_deadline(c, c->w->srv->cfg.header_timeout_ms);
@@ -119,7 +130,7 @@ int parse_execute(struct rh_conn *c)
     struct h1_event_data ev;
     for (;;) {
         size_t used;
-        enum h1_event e = h1_parse_next(&c->parser, c->in + c->in_off, c->in_len - c->in_off,
+        enum h1_event e = h1_parse_next(conn_parser(c), c->in + c->in_off, c->in_len - c->in_off,
                                         &used, &ev);
         c->in_off += (uint32_t)used;
         switch (e) {

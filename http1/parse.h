@@ -5,7 +5,7 @@
  * request, answers, dispatches and stores bodies. Limits and errors are decided here: an
  * error event carries the HTTP status to answer (400, 413, 414, 417, 431, 501, 505).
  *
- * Use (one parser per connection; struct h1_parser is in core/internal.h):
+ * Use (one parser per connection):
  *   h1_parser_init(&p, &cfg);
  *   loop: ev = h1_parse_next(&p, buf + off, len - off, &used, &out); off += used; act on ev.
  * The bytes of the current request's head consumed so far must stay in place just before
@@ -20,6 +20,33 @@
 #include <string.h>
 
 #include "core/internal.h"
+
+/* The parser's state, one per connection (input.c keeps it in rh_conn.proto_state). Plain
+ * state, no pointer into the input kept between calls (base is set at each call), so the
+ * caller may compact its buffer between calls (see above). */
+struct h1_parser {
+    llhttp_t ll;
+    const rh_config *cfg;  /* the limits: max_uri, max_headers, max_header_size, max_body */
+    struct rh_hdr *hdrs;   /* the current message's header lines (h1_parser_set_head) */
+    const char *base;      /* the message's first byte, during a call only */
+    struct rh_slice method, url;
+    uint32_t seen;         /* bytes of the current head consumed so far */
+    uint32_t scan_left;    /* bytes checked by the line scan, not yet given to llhttp */
+    uint16_t nheaders;
+    uint16_t status;       /* the error to answer, once failed */
+    uint8_t state;         /* enum h1_state (parse.c) */
+    uint8_t flags;         /* H1F_* (parse.c) */
+    uint8_t head_scan;     /* the line scan's state between calls (bare CR, obs-fold) */
+    uint8_t host_count;
+    bool scan_bad;         /* the line scan stopped at a bad byte after scan_left */
+    uint64_t content_length;
+    uint64_t body_len;     /* body bytes returned so far (the limit counts them) */
+    struct {               /* body.c: the body's framing, read by us, not llhttp */
+        uint64_t left;     /* bytes of the current chunk (or of the body) still to come */
+        uint32_t line;     /* bytes of the current chunk-size line, or of the trailers */
+        uint8_t state;     /* 0: no body being read */
+    } framing;
+};
 
 enum h1_event {
     H1_NEED_MORE,        /* every byte given is used: call again when more arrive */

@@ -240,7 +240,8 @@ static void test_errors(void **state)
     EXPECT_SMALL("GET /0123456789abcdef HTTP/1.1\r\nHost: a\r\n\r\n", "BEGIN|ERROR 414|");
     EXPECT_SMALL("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n",
                  "BEGIN|ERROR 431|");
-    EXPECT_SMALL("GET / HTTP/1.1\r\nHost: a\r\nA: 012345678901234567890123456789012345678901234567890123456789\r\n\r\n",
+    EXPECT_SMALL("GET / HTTP/1.1\r\nHost: a\r\n"
+                 "A: 012345678901234567890123456789012345678901234567890123456789\r\n\r\n",
                  "BEGIN|ERROR 431|");
     EXPECT_SMALL("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n", "BEGIN|ERROR 413|");
     EXPECT_SMALL("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
