@@ -29,7 +29,7 @@ enum {
  * the bound keeps a trickled line from being read forever. */
 #define CHUNK_LINE_MAX 4096u
 
-void h1_body_begin(struct h1_parser *p, bool chunked)
+void h1_parse_body_begin(struct h1_parser *p, bool chunked)
 {
     p->body_len = 0;
     p->framing.line = 0;
@@ -160,8 +160,8 @@ static int framing_byte(struct h1_parser *p, unsigned char ch, const rh_config *
 
 /* The body's bytes up to the next data slice: framing bytes are checked and skipped, data
  * is returned as it stands in buf (a chunk's data may come in several slices). */
-enum h1_event h1_body_next(struct h1_parser *p, const char *buf, size_t len, size_t *consumed,
-                           struct h1_event_data *out)
+enum h1_event h1_parse_body_next(struct h1_parser *p, const char *buf, size_t len,
+                                 size_t *consumed, struct h1_event_data *out)
 {
     const char *q = buf, *end = buf + len;
     while (q < end && p->framing.state != FR_NONE) {

@@ -1,6 +1,5 @@
-/* http1/: HTTP/1.1 over a connection. The parser (parse.c, body.c: bytes to events, see
- * parse.h), the connection's input acted on (input.c), requests (request.c) and the
- * response writer (response.c). Calls conn/ below;
+/* http1/: HTTP/1.1 over a connection. The llhttp glue (parse.c), body framing
+ * (body.c), requests (request.c) and the response writer (response.c). Calls conn/ below;
  * calls the app layer and observability up through srv->hooks (struct http_hooks). */
 #ifndef RH_HTTP1_HTTP1_H
 #define RH_HTTP1_HTTP1_H

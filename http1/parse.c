@@ -476,7 +476,7 @@ static enum h1_event head_complete(struct h1_parser *p, struct h1_event_data *ou
     p->scan_left = 0;
     p->scan_bad = false;
     if (h->chunked || h->content_length > 0) {
-        h1_body_begin(p, h->chunked);
+        h1_parse_body_begin(p, h->chunked);
         p->state = S_BODY;
     } else {
         p->state = S_NO_BODY;
@@ -574,7 +574,7 @@ enum h1_event h1_parse_next(struct h1_parser *p, const char *buf, size_t len, si
         p->state = S_IDLE;
         return H1_MESSAGE_COMPLETE;
     case S_BODY:
-        ev = h1_body_next(p, buf, len, consumed, out);
+        ev = h1_parse_body_next(p, buf, len, consumed, out);
         if (ev == H1_MESSAGE_COMPLETE)
             p->state = S_IDLE;
         else if (ev == H1_ERROR)

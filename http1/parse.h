@@ -112,10 +112,10 @@ static inline bool parse_is_tchar(unsigned char ch)
 /* ---- between parse.c and body.c only ---- */
 
 /* The head said a body follows (p->content_length, or chunked): start reading it. */
-void h1_body_begin(struct h1_parser *p, bool chunked);
+void h1_parse_body_begin(struct h1_parser *p, bool chunked);
 /* The body's next event: H1_BODY_DATA, H1_MESSAGE_COMPLETE, H1_NEED_MORE or H1_ERROR
  * (status in out->status; *consumed is then len). */
-enum h1_event h1_body_next(struct h1_parser *p, const char *buf, size_t len, size_t *consumed,
-                           struct h1_event_data *out);
+enum h1_event h1_parse_body_next(struct h1_parser *p, const char *buf, size_t len,
+                                 size_t *consumed, struct h1_event_data *out);
 
 #endif
