@@ -7,7 +7,6 @@
 #include "core/internal.h"
 #include "base/fmt.h"
 #include "conn/conn.h"
-#include "http1/parse.h"
 
 /* input.c: the connection's input through the parser (parse.h), acted on: requests are
  * created, given their head and body, and dispatched, one at a time in pipelining order.

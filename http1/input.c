@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "http1/http1.h"
+#include "http1/parse.h"
 #include "conn/conn.h"
 
 /* The parser lives in the connection's slot, in the room the transport keeps for the
