@@ -14,12 +14,12 @@
 #ifndef RH_HTTP1_PARSE_H
 #define RH_HTTP1_PARSE_H
 
+#include <llhttp.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 
-#include "core/internal.h"
+#include "core/internal.h" /* struct rh_slice, struct rh_hdr, RH_MAX_HEADERS_CAP */
 
 /* The parser's state, one per connection (input.c keeps it in rh_conn.proto_state). Plain
  * state, no pointer into the input kept between calls (base is set at each call), so the
