@@ -415,12 +415,10 @@ static void enter_linger(struct rh_conn *c)
 static void conn_on_drained(struct rh_conn *c)
 {
     struct rh_worker *w = c->w;
-    if (c->req && c->req->file) { /* a file body follows its head (a body source above) */
-        w->srv->proto->on_drained(c->req);
+    if (c->req) { /* a body source above goes on, or a handler still runs (even if it closes) */
+        w->srv->proto->on_writable(c);
         return;
     }
-    if (c->req)
-        return; /* a streaming response or a handler still running (even if it closes) */
     if (c->flags & C_CLOSE_AFTER_SEND) {
         /* Linger (shut write, drain input briefly) only when the client may still be
          * sending: closing with unread data makes the kernel reset the connection, which
@@ -464,14 +462,14 @@ static bool conn_out_full(struct rh_conn *c)
     return true;
 }
 
-/* A send made progress: below the low-water mark, wake a waiting streaming writer and
- * parse (and read) again. */
+/* A send made progress, output still queued: below the low-water mark, the request's body
+ * source above goes on (a streaming writer), and parsing (and reading) resumes. */
 static void conn_out_progress(struct rh_conn *c)
 {
     if (conn_out_queued(c) > RH_OUT_LOW || (c->flags & C_CLOSING))
         return;
-    if (c->req && c->req->on_writable)
-        c->w->srv->proto->on_writable(c->req);
+    if (c->req)
+        c->w->srv->proto->on_writable(c);
     if (c->flags & C_OUT_FULL)
         conn_process(c);
 }
@@ -504,11 +502,9 @@ static void on_send(struct rh_loop *loop, const struct io_uring_cqe *cqe)
         conn_out_progress(c);
         return;
     }
-    conn_on_drained(c);
-    if (!(c->flags & C_CLOSING) && c->phase != PH_LINGER) {
-        conn_out_progress(c); /* a streaming writer waits for this */
+    conn_on_drained(c); /* a body source above goes on from here (proto->on_writable) */
+    if (!(c->flags & C_CLOSING) && c->phase != PH_LINGER)
         conn_process(c); /* held input may be waiting for room that output just freed */
-    }
 }
 
 void conn_mark_dirty(struct rh_conn *c)
