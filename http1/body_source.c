@@ -20,13 +20,6 @@
  * A request with no source pays one pointer test on the paths that call up. */
 #include "http1/http1.h"
 
-/* Attaches a source to req (replacing none: the caller checks r->body_src.ops). Owner of
- * self: the source, until it calls h1_body_done or is stopped. Ring thread. */
-void h1_body_attach(struct rh_req *r, const struct h1_body_ops *ops, void *self)
-{
-    r->body_src = (struct h1_body_source){ops, self};
-}
-
 /* conn_proto.on_writable: c->req may go on. Ring thread; c->req is set. */
 void h1_on_writable(struct rh_conn *c)
 {

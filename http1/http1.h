@@ -56,7 +56,12 @@ static inline const char *req_ptr(const struct rh_req *req, struct rh_slice s)
 
 /* body_source.c: the response body's source (struct h1_body_source; the contract is at the
  * top of body_source.c). Ring thread only. */
-void h1_body_attach(struct rh_req *req, const struct h1_body_ops *ops, void *self);
+/* Attaches a source to req (the caller checks that none is: req->body_src.ops). Owner of
+ * self: the source, until it calls h1_body_done or is stopped. */
+static inline void h1_body_attach(struct rh_req *req, const struct h1_body_ops *ops, void *self)
+{
+    req->body_src = (struct h1_body_source){ops, self};
+}
 void h1_on_writable(struct rh_conn *c); /* conn_proto.on_writable: c->req's source proceeds */
 bool h1_body_stop(struct rh_req *req);  /* the connection is gone: true if a source was told */
 void h1_body_done(struct rh_req *req);  /* the source is finished: req is answered in full */
