@@ -102,7 +102,7 @@ enum rh_conn_flag {
     C_PROCESSING = 1u << 7,     /* inside conn_process (reentrancy guard) */
     C_DIRTY = 1u << 8,          /* on the worker's flush list */
     C_WANT_RECV = 1u << 9,      /* re-arm recv at the next flush */
-    C_FILE_INFLIGHT = 1u << 10, /* static.c: a file body op outstanding; close waits for it */
+    C_BODY_INFLIGHT = 1u << 10, /* a body source's own op on the socket; close waits for it */
     C_LINGER_NEEDED = 1u << 11, /* failed mid-input: the client may still be sending */
     C_FREE_PENDING = 1u << 12,  /* closed while on the flush list: freed when popped */
     C_STARVED = 1u << 13,       /* recv ended with -ENOBUFS: on the worker's starved list */

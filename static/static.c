@@ -45,7 +45,7 @@
  * regular files); anything but a regular file or a directory is 403. Error pages never name
  * a file system path.
  *
- * The connection side (conn.c) knows only that while C_FILE_INFLIGHT is set an op of ours may
+ * The connection side (conn.c) knows only that while C_BODY_INFLIGHT is set an op of ours may
  * use the socket (close cancels it and waits). The body is an HTTP/1 body source
  * (static_xfer.c): proceed once the head has drained, stop when the connection dies with
  * the body pending; conn/ and the server's wiring do not know it is a file. */

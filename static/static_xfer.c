@@ -335,7 +335,7 @@ static void pump_sendfile(struct static_xfer *x, struct rh_conn *c, bool checked
 static void send_head_more(struct static_xfer *x, struct rh_conn *c)
 {
     struct rh_obuf *b = &c->pbuf;
-    if ((c->flags & (C_SEND_INFLIGHT | C_FILE_INFLIGHT | C_CLOSING)) || b->len == b->sent)
+    if ((c->flags & (C_SEND_INFLIGHT | C_BODY_INFLIGHT | C_CLOSING)) || b->len == b->sent)
         return;
     ssize_t n = send(c->fd, b->data + b->sent, b->len - b->sent,
                      MSG_MORE | MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -374,7 +374,7 @@ void xfer_body_start(struct static_xfer *x, uint64_t first, uint64_t len)
         return; /* the head (or earlier output) is still queued: the pump goes on after it */
     pump_sendfile(x, c, true);
     if (x->inflight)
-        c->flags |= C_FILE_INFLIGHT;
+        c->flags |= C_BODY_INFLIGHT;
     else if (!x->failed && x->left == 0)
         body_done(x);
     /* failed: the connection's next flush finds the head sent and calls the pump, which
@@ -392,7 +392,7 @@ static void body_done(struct static_xfer *x)
 }
 
 /* The next piece of the body, once nothing of x is in flight: ends with an op in flight
- * (C_FILE_INFLIGHT), the body done, or the connection closing (failed mid-body). */
+ * (C_BODY_INFLIGHT), the body done, or the connection closing (failed mid-body). */
 static void body_pump(struct static_xfer *x, struct rh_req *r)
 {
     struct rh_conn *c = r->conn;
@@ -413,7 +413,7 @@ static void body_pump(struct static_xfer *x, struct rh_req *r)
     else
         pump_send(x, c);
     if (x->inflight)
-        c->flags |= C_FILE_INFLIGHT;
+        c->flags |= C_BODY_INFLIGHT;
     else if (x->failed)
         conn_close(c);
     else if (x->left == 0 && x->pipe_bytes == 0 && x->chunk_sent == x->chunk_len)
@@ -493,7 +493,7 @@ void xfer_on_streaming(struct static_xfer *x, enum step_kind k, int res)
     }
     if (x->inflight)
         return;
-    c->flags &= ~C_FILE_INFLIGHT;
+    c->flags &= ~C_BODY_INFLIGHT;
     if (c->flags & C_CLOSING) {
         conn_finish_close(c); /* the connection's close goes on: xfer_stop ends x and r */
         return;
