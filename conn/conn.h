@@ -1,7 +1,8 @@
 /* conn/: the transport. Connections (slots, generations), recv/send/close on the
  * ring, input and output buffers with the back-pressure marks, accept, the idle list, the
  * spill and starved lists, the body-rate window. Calls only uring/ and core types; calls up
- * through srv->proto (struct conn_proto, core/internal.h). */
+ * through srv->proto (struct conn_proto, core/internal.h): input, "can take more output"
+ * (on_writable: whatever sends a body above goes on; conn/ does not know what it is), close. */
 #ifndef RH_CONN_CONN_H
 #define RH_CONN_CONN_H
 
@@ -25,8 +26,8 @@ void conn_process(struct rh_conn *c);
 bool conn_feed(struct rh_conn *c, const char *data, uint32_t n);
 void conn_fail(struct rh_conn *c, int status); /* answer status, then close */
 void conn_close(struct rh_conn *c);
-/* Completes a close once no op of ours references the fd (static.c calls it when its last
- * file op on a closing connection comes back). */
+/* Completes a close once no op of ours references the fd (a body source calls it when its
+ * last op on a closing connection comes back: C_BODY_INFLIGHT). */
 void conn_finish_close(struct rh_conn *c);
 void worker_flush(struct rh_loop *loop);
 void worker_close_all(struct rh_worker *w, bool idle_only);

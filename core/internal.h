@@ -63,7 +63,6 @@ enum srv_op {
 #define RH_MAX_GROUPS 64
 
 struct rh_route_node;
-struct static_xfer;  /* static/static.c */
 struct static_ring;
 struct static_mount;
 
@@ -103,7 +102,7 @@ enum rh_conn_flag {
     C_PROCESSING = 1u << 7,     /* inside conn_process (reentrancy guard) */
     C_DIRTY = 1u << 8,          /* on the worker's flush list */
     C_WANT_RECV = 1u << 9,      /* re-arm recv at the next flush */
-    C_FILE_INFLIGHT = 1u << 10, /* static.c: a file body op outstanding; close waits for it */
+    C_BODY_INFLIGHT = 1u << 10, /* a body source's own op on the socket; close waits for it */
     C_LINGER_NEEDED = 1u << 11, /* failed mid-input: the client may still be sending */
     C_FREE_PENDING = 1u << 12,  /* closed while on the flush list: freed when popped */
     C_STARVED = 1u << 13,       /* recv ended with -ENOBUFS: on the worker's starved list */
@@ -157,6 +156,19 @@ enum rh_req_flag {
     R_WRITABLE_QUEUED = 1u << 12, /* on the worker's writable list: on_writable runs soon */
 };
 
+struct rh_req;
+/* A response body sent after its head, pulled as the connection can take more (h2o's
+ * generators): a static file transfer, or a streaming writer waiting for room. The ops are
+ * the source's; self is its state. See http1/body_source.c for the contract. */
+struct h1_body_ops {
+    void (*proceed)(struct rh_req *req, void *self); /* the connection can take more */
+    void (*stop)(struct rh_req *req, void *self);    /* the connection went away first */
+};
+struct h1_body_source {
+    const struct h1_body_ops *ops; /* NULL: no body source */
+    void *self;
+};
+
 /* Pooled per worker; owned by its connection while attached (conn->req), and by whoever
  * completes it once the connection is gone (req->conn == NULL: an orphan whose answer is
  * dropped). Ends in req_end(), which returns it to the worker's free list. */
@@ -172,7 +184,7 @@ struct rh_req {
     uint8_t mw_ran; /* middlewares whose before ran: their after hooks run */
     bool lent;      /* on a pool thread: written and read only there (rh_respond captures) */
     void *offload;  /* the task out on the pool, or NULL (ring thread only) */
-    struct static_xfer *file; /* static.c: a file body still to send after the head */
+    struct h1_body_source body_src; /* body_source.c: sends the response body (ops NULL: none) */
     struct captured *captured; /* an answer made on the pool thread, sent by the ring */
     /* body_rate.c: the current window of the minimum body rate, and the gap deadline */
     uint64_t rate_start_ms, rate_bytes, gap_deadline_ms;
@@ -327,8 +339,9 @@ struct conn_proto {
     void (*on_open)(struct rh_conn *c);  /* a fresh connection, before its first recv */
     int (*on_input)(struct rh_conn *c);  /* parse from c->in_off; > 0: fail with that status */
     const char *(*input_keep)(struct rh_conn *c); /* where input compaction may start */
-    void (*on_drained)(struct rh_req *r); /* output sent, a body source (a file) goes on */
-    void (*on_writable)(struct rh_req *r); /* below the low mark: a waiting writer resumes */
+    /* c->req is set and the connection can take more output: all of it sent (drained), or
+     * below RH_OUT_LOW after a send; its body source, if any, goes on */
+    void (*on_writable)(struct rh_conn *c);
     void (*on_deadline)(struct rh_req *r); /* the handler deadline passed */
     int (*on_fail)(struct rh_conn *c, int status); /* an error page; < 0: could not */
     void (*on_closed)(struct rh_conn *c, bool abandoned); /* c->req ends or is orphaned */
