@@ -327,8 +327,16 @@ struct conn_proto {
     void (*on_open)(struct rh_conn *c);  /* a fresh connection, before its first recv */
     int (*on_input)(struct rh_conn *c);  /* parse from c->in_off; > 0: fail with that status */
     const char *(*input_keep)(struct rh_conn *c); /* where input compaction may start */
+    void (*input_moved)(struct rh_conn *c, uint32_t drop); /* compacted: c->req's head moved */
     void (*on_drained)(struct rh_req *r); /* output sent, a body source (a file) goes on */
     void (*on_writable)(struct rh_req *r); /* below the low mark: a waiting writer resumes */
+    bool (*resp_started)(const struct rh_req *r); /* its answer's head is out */
+    bool (*only_waiting)(const struct rh_req *r); /* unanswered, waiting for pool or timer */
+    /* The request body's minimum rate (PH_BODY): the deadline of the current window (the
+     * earlier of it and the gap's), bytes read, the body timer fired (true: it may go on). */
+    uint64_t (*body_deadline)(struct rh_conn *c, uint64_t gap_deadline_ms);
+    void (*body_progress)(struct rh_conn *c, uint32_t bytes);
+    bool (*body_timer)(struct rh_conn *c);
     void (*on_deadline)(struct rh_req *r); /* the handler deadline passed */
     int (*on_fail)(struct rh_conn *c, int status); /* an error page; < 0: could not */
     void (*on_closed)(struct rh_conn *c, bool abandoned); /* c->req ends or is orphaned */

@@ -24,6 +24,17 @@ static inline bool parse_is_tchar(unsigned char ch)
 void body_begin(struct rh_req *req);
 int body_read(struct rh_conn *c, bool *done);
 
+/* body_rate.c: the minimum request-body rate (rh_config.min_body_rate); conn_proto hooks */
+uint64_t body_rate_deadline(struct rh_conn *c, uint64_t gap_deadline_ms);
+void body_rate_progress(struct rh_conn *c, uint32_t bytes);
+bool body_rate_timer(struct rh_conn *c); /* the body timer fired: true if it may go on */
+
+/* conn_hooks.c: the transport's questions about c->req (conn_proto hooks) */
+void req_input_moved(struct rh_conn *c, uint32_t drop);
+bool req_resp_started(const struct rh_req *r);
+bool req_only_waiting(const struct rh_req *r);
+void req_writable(struct rh_req *r);
+
 /* request.c */
 struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c);
 void req_end(struct rh_req *req); /* returns it to the pool; detaches from conn */

@@ -13,7 +13,8 @@
 
 static void http1_drained(struct rh_req *r)
 {
-    static_body_pump(r); /* a file body follows its head (static_xfer.c) */
+    if (r->file)
+        static_body_pump(r); /* a file body follows its head (static_xfer.c) */
 }
 
 /* The connection is gone (or the ring exited: abandoned) with c->req still set: a
@@ -54,8 +55,14 @@ static const struct conn_proto http1_proto = {
     .on_open = parse_conn_init,
     .on_input = parse_execute,
     .input_keep = req_input_keep,
+    .input_moved = req_input_moved,
     .on_drained = http1_drained,
-    .on_writable = resp_writable_ready,
+    .on_writable = req_writable,
+    .resp_started = req_resp_started,
+    .only_waiting = req_only_waiting,
+    .body_deadline = body_rate_deadline,
+    .body_progress = body_rate_progress,
+    .body_timer = body_rate_timer,
     .on_deadline = req_deadline,
     .on_fail = resp_fail,
     .on_closed = http1_closed,
