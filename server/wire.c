@@ -73,8 +73,8 @@ static const struct conn_proto http1_proto = {
 
 /* ---- HTTP/1's calls up: the app layer and observability ---- */
 
-static const struct rh_route_entry *app_match(struct rh_req *r, int *status, char *allowed,
-                                              size_t allowed_len)
+static const struct req_handler *app_match(struct rh_req *r, int *status, char *allowed,
+                                           size_t allowed_len)
 {
     rh_str path = rh_req_path(r);
     struct route_match m;
@@ -88,7 +88,7 @@ static const struct rh_route_entry *app_match(struct rh_req *r, int *status, cha
         }
         r->nparams = m.nparams;
     }
-    return m.entry;
+    return m.entry ? &m.entry->h : NULL;
 }
 
 /* After-hooks before each head is written: counters, then the access log line. */
