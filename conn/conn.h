@@ -1,12 +1,14 @@
 /* conn/: the transport. Connections (slots, generations), recv/send/close on the
  * ring, input and output buffers with the back-pressure marks, accept, the idle list, the
- * spill and starved lists. Calls only uring/ and core types; never reads a request's
- * fields: it calls up through srv->proto (struct conn_proto, core/internal.h), which asks
- * the protocol about c->req (HTTP/1: http1/conn_hooks.c, http1/body_rate.c). */
+ * spill and starved lists. Its types are in conn/conn_types.h. Includes and calls only
+ * uring/, base/ and the server object (core/server.h: cfg and proto); never sees a
+ * request's fields: it calls up through srv->proto (struct conn_proto), which asks the
+ * protocol about c->req (HTTP/1: http1/conn_hooks.c, http1/body_rate.c). */
 #ifndef RH_CONN_CONN_H
 #define RH_CONN_CONN_H
 
-#include "core/internal.h"
+#include "conn/conn_types.h"
+#include "core/server.h"
 
 /* conn.c */
 void conn_register_ops(struct rh_loop *loop);

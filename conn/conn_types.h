@@ -134,7 +134,6 @@ struct rh_stats {
     _Atomic uint64_t body_too_slow;  /* 408 for a body below the minimum rate */
     _Atomic uint32_t open_conns;
 };
-extern const unsigned rh_latency_bounds_ms[RH_LAT_BUCKETS];
 
 static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
 {

@@ -4,9 +4,10 @@
 #ifndef RH_HTTP1_HTTP1_H
 #define RH_HTTP1_HTTP1_H
 
-#include "core/internal.h"
-#include "base/fmt.h"
-#include "conn/conn.h"
+#include <string.h>
+
+#include "core/server.h"
+#include "http1/http1_types.h"
 
 /* parse.c */
 void parse_conn_init(struct rh_conn *c);
