@@ -1,6 +1,8 @@
 /* http1/: HTTP/1.1 over a connection. The llhttp glue (parse.c), body framing
  * (body.c), requests (request.c) and the response writer (response.c). Calls conn/ below;
- * calls the app layer and observability up through srv->hooks (struct http_hooks). */
+ * calls the app layer and observability up through srv->hooks (struct http_hooks). Its
+ * types are in http1/http1_types.h; the transport's (conn/conn.h) are included by the files
+ * that call it. */
 #ifndef RH_HTTP1_HTTP1_H
 #define RH_HTTP1_HTTP1_H
 
