@@ -1,6 +1,8 @@
 /* obs/: observability. Counters and /metrics (metrics.c), the access log
  * (access_log.c), request ids (request_id.c). Attached as after-hooks (wire.c); calls
- * http1/ and app/ below. */
+ * http1/ and app/ below. Owns its types here (a ring's access log, its op kind); the ring's
+ * counters it adds to are struct rh_stats in conn/conn_types.h (embedded in the per-ring
+ * object, which the transport defines and counts connections in too). */
 #ifndef RH_OBS_OBS_H
 #define RH_OBS_OBS_H
 
