@@ -55,8 +55,8 @@ static void compact_input(struct rh_conn *c)
     memmove(c->in, from, c->in_len - drop);
     c->in_len -= drop;
     c->in_off -= drop;
-    if (c->req && c->req->base && !c->req->head_copy)
-        c->req->base -= drop;
+    if (c->req)
+        c->w->srv->proto->input_moved(c, drop);
 }
 
 /* Copies n bytes into the input buffer if they fit (compacting first if needed). */
@@ -148,7 +148,7 @@ void conn_arm_phase_deadline(struct rh_conn *c, unsigned ms)
 {
     c->phase_deadline_ms = c->w->loop.now_ms + ms;
     if (c->phase == PH_BODY) /* the minimum body rate's window may end first */
-        c->phase_deadline_ms = body_rate_deadline(c, c->phase_deadline_ms);
+        c->phase_deadline_ms = c->w->srv->proto->body_deadline(c, c->phase_deadline_ms);
     if (!(c->flags & C_SEND_INFLIGHT)) /* else the write timeout runs; restored after */
         rh_timer_arm(&c->w->loop.wheel, &c->timer, c->phase_deadline_ms);
 }
@@ -156,7 +156,7 @@ void conn_arm_phase_deadline(struct rh_conn *c, unsigned ms)
 /* A request is with its handler, unanswered, under a deadline. */
 static bool handler_waiting(const struct rh_conn *c)
 {
-    return c->phase == PH_HANDLER && c->req && !(c->req->flags & R_RESP_STARTED) &&
+    return c->phase == PH_HANDLER && c->req && !c->w->srv->proto->resp_started(c->req) &&
            c->w->srv->cfg.handler_timeout_ms;
 }
 
@@ -198,7 +198,7 @@ static void conn_on_timer(struct rh_timer *t)
     }
     switch (c->phase) {
     case PH_BODY:
-        if (body_rate_timer(c))
+        if (c->w->srv->proto->body_timer(c))
             return; /* a rate window passed with enough bytes: the next one runs */
         conn_fail(c, 408);
         return;
@@ -338,8 +338,8 @@ static void on_recv(struct rh_loop *loop, const struct io_uring_cqe *cqe)
         /* A half-close (nc -N), not the client leaving: answers still go out, then it closes;
          * only one merely waiting for a pool task or its ring timer is given up (nginx: 499) */
         struct rh_req *r = c->req;
-        if ((c->flags & C_PAUSED) && r && !(r->flags & R_RESP_STARTED) &&
-            (r->offload || r->app_timer_fn) && !(c->flags & C_CLOSING)) {
+        if ((c->flags & C_PAUSED) && r && c->w->srv->proto->only_waiting(r) &&
+            !(c->flags & C_CLOSING)) {
             conn_close(c);
             return;
         }
@@ -356,7 +356,7 @@ static void on_recv(struct rh_loop *loop, const struct io_uring_cqe *cqe)
         return;
     }
     if (c->phase == PH_BODY && cqe->res > 0) {
-        body_rate_progress(c, (uint32_t)cqe->res);
+        c->w->srv->proto->body_progress(c, (uint32_t)cqe->res);
         conn_arm_phase_deadline(c, w->srv->cfg.body_timeout_ms);
     }
     conn_process(c);

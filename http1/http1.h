@@ -3,13 +3,16 @@
  * that send a body after its head as the connection can take more (body_source.c: static
  * files and streaming writers alike). Calls conn/ below; calls the app layer and
  * observability up through srv->hooks (struct http_hooks), and a body source through its
- * ops (struct h1_body_ops). */
+ * ops (struct h1_body_ops). Its
+ * types are in http1/http1_types.h; the transport's (conn/conn.h) are included by the files
+ * that call it. */
 #ifndef RH_HTTP1_HTTP1_H
 #define RH_HTTP1_HTTP1_H
 
-#include "core/internal.h"
-#include "base/fmt.h"
-#include "conn/conn.h"
+#include <string.h>
+
+#include "core/server.h"
+#include "http1/http1_types.h"
 
 /* parse.c */
 void parse_conn_init(struct rh_conn *c);
@@ -26,6 +29,16 @@ static inline bool parse_is_tchar(unsigned char ch)
  * (consumed what there was; *done when the body is complete) or an HTTP status. */
 void body_begin(struct rh_req *req);
 int body_read(struct rh_conn *c, bool *done);
+
+/* body_rate.c: the minimum request-body rate (rh_config.min_body_rate); conn_proto hooks */
+uint64_t body_rate_deadline(struct rh_conn *c, uint64_t gap_deadline_ms);
+void body_rate_progress(struct rh_conn *c, uint32_t bytes);
+bool body_rate_timer(struct rh_conn *c); /* the body timer fired: true if it may go on */
+
+/* conn_hooks.c: the transport's questions about c->req (conn_proto hooks) */
+void req_input_moved(struct rh_conn *c, uint32_t drop);
+bool req_resp_started(const struct rh_req *r);
+bool req_only_waiting(const struct rh_req *r);
 
 /* request.c */
 struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c);

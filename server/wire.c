@@ -49,6 +49,12 @@ static const struct conn_proto http1_proto = {
     .on_input = parse_execute,
     .input_keep = req_input_keep,
     .on_writable = h1_on_writable,
+    .input_moved = req_input_moved,
+    .resp_started = req_resp_started,
+    .only_waiting = req_only_waiting,
+    .body_deadline = body_rate_deadline,
+    .body_progress = body_rate_progress,
+    .body_timer = body_rate_timer,
     .on_deadline = req_deadline,
     .on_fail = resp_fail,
     .on_closed = http1_closed,
@@ -59,8 +65,8 @@ static const struct conn_proto http1_proto = {
 
 /* ---- HTTP/1's calls up: the app layer and observability ---- */
 
-static const struct rh_route_entry *app_match(struct rh_req *r, int *status, char *allowed,
-                                              size_t allowed_len)
+static const struct req_handler *app_match(struct rh_req *r, int *status, char *allowed,
+                                           size_t allowed_len)
 {
     rh_str path = rh_req_path(r);
     struct route_match m;
@@ -74,7 +80,7 @@ static const struct rh_route_entry *app_match(struct rh_req *r, int *status, cha
         }
         r->nparams = m.nparams;
     }
-    return m.entry;
+    return m.entry ? &m.entry->h : NULL;
 }
 
 /* After-hooks before each head is written: counters, then the access log line. */
