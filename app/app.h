@@ -13,6 +13,15 @@
 #include "pool/pool.h"
 #include "http1/http1.h"
 
+/* A route (router.c): a method under a pattern's node. It begins with the handler HTTP/1
+ * runs (struct req_handler), which is all a match hands down to it. */
+struct rh_route_entry {
+    struct req_handler h; /* the handler and its udata */
+    char method[16]; /* "*" for any */
+    bool blocking;
+    struct rh_route_entry *next;
+};
+
 struct scoped_mw {
     char *prefix; /* "/todos", "/todos/:id": segments, ':' matches any one */
     rh_middleware mw;

@@ -88,8 +88,8 @@ static int add_entry(struct rh_route_entry **list, const char *method, rh_handle
     if (!e)
         return -ENOMEM;
     snprintf(e->method, sizeof(e->method), "%s", method);
-    e->fn = fn;
-    e->udata = udata;
+    e->h.fn = fn;
+    e->h.udata = udata;
     e->blocking = blocking;
     e->next = *list;
     *list = e;

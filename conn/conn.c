@@ -55,8 +55,8 @@ static void compact_input(struct rh_conn *c)
     memmove(c->in, from, c->in_len - drop);
     c->in_len -= drop;
     c->in_off -= drop;
-    if (c->req && c->req->base && !c->req->head_copy)
-        c->req->base -= drop;
+    if (c->req)
+        c->w->srv->proto->input_moved(c, drop);
 }
 
 /* Copies n bytes into the input buffer if they fit (compacting first if needed). */
@@ -148,7 +148,7 @@ void conn_arm_phase_deadline(struct rh_conn *c, unsigned ms)
 {
     c->phase_deadline_ms = c->w->loop.now_ms + ms;
     if (c->phase == PH_BODY) /* the minimum body rate's window may end first */
-        c->phase_deadline_ms = body_rate_deadline(c, c->phase_deadline_ms);
+        c->phase_deadline_ms = c->w->srv->proto->body_deadline(c, c->phase_deadline_ms);
     if (!(c->flags & C_SEND_INFLIGHT)) /* else the write timeout runs; restored after */
         rh_timer_arm(&c->w->loop.wheel, &c->timer, c->phase_deadline_ms);
 }
@@ -156,7 +156,7 @@ void conn_arm_phase_deadline(struct rh_conn *c, unsigned ms)
 /* A request is with its handler, unanswered, under a deadline. */
 static bool handler_waiting(const struct rh_conn *c)
 {
-    return c->phase == PH_HANDLER && c->req && !(c->req->flags & R_RESP_STARTED) &&
+    return c->phase == PH_HANDLER && c->req && !c->w->srv->proto->resp_started(c->req) &&
            c->w->srv->cfg.handler_timeout_ms;
 }
 
@@ -191,14 +191,14 @@ static void conn_on_timer(struct rh_timer *t)
         close_wait_expired(c);
         return;
     }
-    /* no progress for write_timeout: give up (C_FILE_INFLIGHT: a static body, static.c) */
-    if (c->flags & (C_SEND_INFLIGHT | C_FILE_INFLIGHT)) {
+    /* no progress for write_timeout: give up (C_BODY_INFLIGHT: a body source's own op) */
+    if (c->flags & (C_SEND_INFLIGHT | C_BODY_INFLIGHT)) {
         conn_close(c);
         return;
     }
     switch (c->phase) {
     case PH_BODY:
-        if (body_rate_timer(c))
+        if (c->w->srv->proto->body_timer(c))
             return; /* a rate window passed with enough bytes: the next one runs */
         conn_fail(c, 408);
         return;
@@ -236,12 +236,13 @@ static void arm_recv(struct rh_conn *c)
  * wakes the socket instead: the multishot recv ends with 0 and a send stuck on a full
  * socket with -EPIPE, each a final completion that the generation check then ignores (and
  * whose buffer it recycles). A plain syscall, not IORING_OP_SHUTDOWN (io-wq: see
- * enter_linger). static.c's file ops (rare) are still cancelled by fd. */
+ * enter_linger). A body source's own ops (C_BODY_INFLIGHT: a static file's, rare) are
+ * still cancelled by fd. */
 static void end_ops(struct rh_conn *c)
 {
     if (c->flags & (C_RECV_ARMED | C_SEND_INFLIGHT))
         shutdown(c->fd, (c->flags & C_SEND_INFLIGHT) ? SHUT_RDWR : SHUT_RD);
-    if (c->flags & C_FILE_INFLIGHT) {
+    if (c->flags & C_BODY_INFLIGHT) {
         struct io_uring_sqe *sqe = rh_loop_sqe(&c->w->loop);
         io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
         io_uring_sqe_set_data64(sqe, rh_ud_make(RH_OP_IGNORE, 0, 0));
@@ -337,8 +338,8 @@ static void on_recv(struct rh_loop *loop, const struct io_uring_cqe *cqe)
         /* A half-close (nc -N), not the client leaving: answers still go out, then it closes;
          * only one merely waiting for a pool task or its ring timer is given up (nginx: 499) */
         struct rh_req *r = c->req;
-        if ((c->flags & C_PAUSED) && r && !(r->flags & R_RESP_STARTED) &&
-            (r->offload || r->app_timer_fn) && !(c->flags & C_CLOSING)) {
+        if ((c->flags & C_PAUSED) && r && c->w->srv->proto->only_waiting(r) &&
+            !(c->flags & C_CLOSING)) {
             conn_close(c);
             return;
         }
@@ -355,7 +356,7 @@ static void on_recv(struct rh_loop *loop, const struct io_uring_cqe *cqe)
         return;
     }
     if (c->phase == PH_BODY && cqe->res > 0) {
-        body_rate_progress(c, (uint32_t)cqe->res);
+        c->w->srv->proto->body_progress(c, (uint32_t)cqe->res);
         conn_arm_phase_deadline(c, w->srv->cfg.body_timeout_ms);
     }
     conn_process(c);
@@ -387,8 +388,8 @@ static void submit_send(struct rh_conn *c)
 /* Starts a send of everything queued, unless one is already outstanding. */
 static void conn_flush(struct rh_conn *c)
 {
-    /* C_FILE_INFLIGHT: a static body owns the socket's write side until it is sent */
-    if ((c->flags & (C_SEND_INFLIGHT | C_FILE_INFLIGHT)) || c->pbuf.len == 0)
+    /* C_BODY_INFLIGHT: a body source owns the socket's write side until its op is done */
+    if ((c->flags & (C_SEND_INFLIGHT | C_BODY_INFLIGHT)) || c->pbuf.len == 0)
         return;
     struct rh_obuf spare = c->wbuf; /* empty, maybe with capacity: reuse it */
     c->wbuf = c->pbuf;
@@ -415,12 +416,10 @@ static void enter_linger(struct rh_conn *c)
 static void conn_on_drained(struct rh_conn *c)
 {
     struct rh_worker *w = c->w;
-    if (c->req && c->req->file) { /* a file body follows its head (a body source above) */
-        w->srv->proto->on_drained(c->req);
+    if (c->req) { /* a body source above goes on, or a handler still runs (even if it closes) */
+        w->srv->proto->on_writable(c);
         return;
     }
-    if (c->req)
-        return; /* a streaming response or a handler still running (even if it closes) */
     if (c->flags & C_CLOSE_AFTER_SEND) {
         /* Linger (shut write, drain input briefly) only when the client may still be
          * sending: closing with unread data makes the kernel reset the connection, which
@@ -464,14 +463,14 @@ static bool conn_out_full(struct rh_conn *c)
     return true;
 }
 
-/* A send made progress: below the low-water mark, wake a waiting streaming writer and
- * parse (and read) again. */
+/* A send made progress, output still queued: below the low-water mark, the request's body
+ * source above goes on (a streaming writer), and parsing (and reading) resumes. */
 static void conn_out_progress(struct rh_conn *c)
 {
     if (conn_out_queued(c) > RH_OUT_LOW || (c->flags & C_CLOSING))
         return;
-    if (c->req && c->req->on_writable)
-        c->w->srv->proto->on_writable(c->req);
+    if (c->req)
+        c->w->srv->proto->on_writable(c);
     if (c->flags & C_OUT_FULL)
         conn_process(c);
 }
@@ -504,11 +503,9 @@ static void on_send(struct rh_loop *loop, const struct io_uring_cqe *cqe)
         conn_out_progress(c);
         return;
     }
-    conn_on_drained(c);
-    if (!(c->flags & C_CLOSING) && c->phase != PH_LINGER) {
-        conn_out_progress(c); /* a streaming writer waits for this */
+    conn_on_drained(c); /* a body source above goes on from here (proto->on_writable) */
+    if (!(c->flags & C_CLOSING) && c->phase != PH_LINGER)
         conn_process(c); /* held input may be waiting for room that output just freed */
-    }
 }
 
 void conn_mark_dirty(struct rh_conn *c)
@@ -555,7 +552,7 @@ void conn_request_done(struct rh_conn *c)
     c->flags &= ~C_PAUSED;
     c->requests++;
     c->phase = PH_IDLE;
-    if (!(c->flags & (C_SEND_INFLIGHT | C_FILE_INFLIGHT)))
+    if (!(c->flags & (C_SEND_INFLIGHT | C_BODY_INFLIGHT)))
         rh_timer_cancel(&c->w->loop.wheel, &c->timer); /* the handler deadline ends */
     conn_mark_dirty(c);
     if (!(c->flags & C_PROCESSING))
@@ -656,9 +653,9 @@ void conn_close(struct rh_conn *c)
     /* A multishot recv fills only provided buffers, which the kernel owns: its last
      * completion may come after the slot is freed, where the generation check ignores it
      * and recycles its buffer (the socket lives until then: the recv holds a reference).
-     * So only a send or file op (reading our memory) is waited for, with a deadline in
+     * So only a send or a body source's op (reading memory) is waited for, with a deadline in
      * case its completion is lost. */
-    if (c->flags & (C_SEND_INFLIGHT | C_FILE_INFLIGHT))
+    if (c->flags & (C_SEND_INFLIGHT | C_BODY_INFLIGHT))
         conn_arm_timer(c, close_wait_ms(c));
     c->flags &= ~C_RECV_ARMED;
     conn_finish_close(c);
@@ -668,7 +665,7 @@ void conn_close(struct rh_conn *c)
 void conn_finish_close(struct rh_conn *c)
 {
     struct rh_worker *w = c->w;
-    if (!conn_live(c) || (c->flags & (C_RECV_ARMED | C_SEND_INFLIGHT | C_FILE_INFLIGHT)))
+    if (!conn_live(c) || (c->flags & (C_RECV_ARMED | C_SEND_INFLIGHT | C_BODY_INFLIGHT)))
         return; /* already freed, or ops of ours still reference the fd */
     rh_timer_cancel(&w->loop.wheel, &c->timer); /* the close wait, if any */
     if (c->req)

@@ -1,11 +1,15 @@
 /* conn/: the transport. Connections (slots, generations), recv/send/close on the
  * ring, input and output buffers with the back-pressure marks, accept, the idle list, the
- * spill and starved lists, the body-rate window. Calls only uring/ and core types; calls up
- * through srv->proto (struct conn_proto, core/internal.h). */
+ * spill and starved lists. Its types are in conn/conn_types.h. Includes and calls only
+ * uring/, base/ and the server object (core/server.h: cfg and proto); never sees a
+ * request's fields: it calls up through srv->proto (struct conn_proto), which asks the
+ * protocol about c->req (HTTP/1: http1/conn_hooks.c, http1/body_rate.c): input, "can take
+ * more output" (on_writable: whatever sends a body above goes on), close. */
 #ifndef RH_CONN_CONN_H
 #define RH_CONN_CONN_H
 
-#include "core/internal.h"
+#include "conn/conn_types.h"
+#include "core/server.h"
 
 /* conn.c */
 void conn_register_ops(struct rh_loop *loop);
@@ -25,8 +29,8 @@ void conn_process(struct rh_conn *c);
 bool conn_feed(struct rh_conn *c, const char *data, uint32_t n);
 void conn_fail(struct rh_conn *c, int status); /* answer status, then close */
 void conn_close(struct rh_conn *c);
-/* Completes a close once no op of ours references the fd (static.c calls it when its last
- * file op on a closing connection comes back). */
+/* Completes a close once no op of ours references the fd (a body source calls it when its
+ * last op on a closing connection comes back: C_BODY_INFLIGHT). */
 void conn_finish_close(struct rh_conn *c);
 void worker_flush(struct rh_loop *loop);
 void worker_close_all(struct rh_worker *w, bool idle_only);
@@ -43,10 +47,6 @@ void conn_idle_push(struct rh_conn *c);   /* it went idle now: to the tail, if i
 void conn_idle_remove(struct rh_conn *c); /* O(1); no-op if not listed */
 struct rh_conn *conn_idle_pop(struct rh_worker *w); /* the oldest idle, unlisted, or NULL */
 
-/* body_rate.c: the minimum request-body rate (rh_config.min_body_rate) */
-uint64_t body_rate_deadline(struct rh_conn *c, uint64_t gap_deadline_ms);
-void body_rate_progress(struct rh_conn *c, uint32_t bytes);
-bool body_rate_timer(struct rh_conn *c); /* the body timer fired: true if it may go on */
 /* conn_bufs.c: input waiting for room, and connections waiting for provided buffers */
 bool spill_append(struct rh_conn *c, const char *data, uint32_t n); /* false past the bound */
 uint32_t spill_take(struct rh_conn *c, char *dst, uint32_t room); /* bytes moved to dst */

@@ -11,7 +11,7 @@ bool conn_is_idle(const struct rh_conn *c)
 {
     return conn_live(c) && c->phase == PH_IDLE && !c->req && c->in_off == c->in_len &&
            c->held_head == RH_NO_BUF && c->pbuf.len == 0 &&
-           !(c->flags & (C_CLOSING | C_SEND_INFLIGHT | C_FILE_INFLIGHT | C_CLOSE_AFTER_SEND |
+           !(c->flags & (C_CLOSING | C_SEND_INFLIGHT | C_BODY_INFLIGHT | C_CLOSE_AFTER_SEND |
                          C_PAUSED | C_PEER_EOF));
 }
 

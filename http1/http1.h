@@ -1,18 +1,34 @@
 /* http1/: HTTP/1.1 over a connection. The llhttp glue (parse.c), body framing
- * (body.c), requests (request.c) and the response writer (response.c). Calls conn/ below;
- * calls the app layer and observability up through srv->hooks (struct http_hooks). */
+ * (body.c), requests (request.c), the response writer (response.c) and the body sources
+ * that send a body after its head as the connection can take more (body_source.c: static
+ * files and streaming writers alike). Calls conn/ below; calls the app layer and
+ * observability up through srv->hooks (struct http_hooks), and a body source through its
+ * ops (struct h1_body_ops). Its
+ * types are in http1/http1_types.h; the transport's (conn/conn.h) are included by the files
+ * that call it. */
 #ifndef RH_HTTP1_HTTP1_H
 #define RH_HTTP1_HTTP1_H
 
-#include "core/internal.h"
-#include "base/fmt.h"
-#include "conn/conn.h"
+#include <string.h>
+
+#include "core/server.h"
+#include "http1/http1_types.h"
 
 /* input.c: the connection's input through the parser (parse.h), acted on: requests are
  * created, given their head and body, and dispatched, one at a time in pipelining order.
  * The conn_proto hooks on_open and on_input. */
 void parse_conn_init(struct rh_conn *c);
 int parse_execute(struct rh_conn *c); /* from c->in_off; > 0: fail with that status */
+
+/* body_rate.c: the minimum request-body rate (rh_config.min_body_rate); conn_proto hooks */
+uint64_t body_rate_deadline(struct rh_conn *c, uint64_t gap_deadline_ms);
+void body_rate_progress(struct rh_conn *c, uint32_t bytes);
+bool body_rate_timer(struct rh_conn *c); /* the body timer fired: true if it may go on */
+
+/* conn_hooks.c: the transport's questions about c->req (conn_proto hooks) */
+void req_input_moved(struct rh_conn *c, uint32_t drop);
+bool req_resp_started(const struct rh_req *r);
+bool req_only_waiting(const struct rh_req *r);
 
 /* request.c */
 struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c);
@@ -41,19 +57,32 @@ static inline const char *req_ptr(const struct rh_req *req, struct rh_slice s)
     return req->base + s.off;
 }
 
+/* body_source.c: the response body's source (struct h1_body_source; the contract is at the
+ * top of body_source.c). Ring thread only. */
+/* Attaches a source to req (the caller checks that none is: req->body_src.ops). Owner of
+ * self: the source, until it calls h1_body_done or is stopped. */
+static inline void h1_body_attach(struct rh_req *req, const struct h1_body_ops *ops, void *self)
+{
+    req->body_src = (struct h1_body_source){ops, self};
+}
+void h1_on_writable(struct rh_conn *c); /* conn_proto.on_writable: c->req's source proceeds */
+bool h1_body_stop(struct rh_req *req);  /* the connection is gone: true if a source was told */
+void h1_body_done(struct rh_req *req);  /* the source is finished: req is answered in full */
+
 /* response.c */
 int resp_error(struct rh_req *req, int status); /* a canned error page, Connection: close */
 int resp_fail(struct rh_conn *c, int status);  /* conn_proto.on_fail */
 int resp_error_keepalive(struct rh_req *req, int status); /* the same, connection kept */
-/* Streaming writers: req's writer may write again (queued output below RH_OUT_LOW, or the
- * connection gone); resp_run_writable calls them, outside any handler (worker_flush). */
+/* Streaming writers (a body source while one waits for room, rh_resp_on_writable): req's
+ * writer may write again (queued output below RH_OUT_LOW, or the connection gone);
+ * resp_run_writable calls them, outside any handler (worker_flush). */
 void resp_writable_ready(struct rh_req *req);
 void resp_writable_cancel(struct rh_req *req); /* req ends: off the list */
 void resp_run_writable(struct rh_worker *w);
 void resp_write_raw(struct rh_conn *c, const char *data, size_t len);
 void worker_refresh_date(struct rh_worker *w);
 /* For static.c: header lines ("Name: value\r\n"...) the caller has validated, and a head
- * with Content-Length body_len whose body the caller sends itself (then req_complete). */
+ * with Content-Length body_len whose body the caller sends itself (a body source). */
 int resp_header_lines(struct rh_req *req, const char *lines, size_t len);
 int resp_head_only(struct rh_req *req, int status, const char *ctype, uint64_t body_len);
 

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/internal.h" /* struct rh_slice, struct rh_hdr, RH_MAX_HEADERS_CAP */
+#include "http1/http1_types.h" /* struct rh_slice, struct rh_hdr, RH_MAX_HEADERS_CAP */
 
 /* The parser's state, one per connection (input.c keeps it in rh_conn.proto_state). Plain
  * state, no pointer into the input kept between calls (base is set at each call), so the

@@ -181,8 +181,8 @@ int resp_header_lines(struct rh_req *r, const char *lines, size_t len)
     return 0;
 }
 
-/* A head announcing body_len bytes that the caller sends itself (static.c splices or sends
- * the file once this head has drained, then calls req_complete). */
+/* A head announcing body_len bytes that the caller sends itself: a body source (static
+ * files: h1_body_attach, then proceed once this head has drained, then h1_body_done). */
 int resp_head_only(struct rh_req *r, int status, const char *ctype, uint64_t body_len)
 {
     if (r->flags & R_RESP_STARTED)
@@ -268,7 +268,25 @@ int rh_resp_write(rh_req *r, const void *data, size_t len)
     return conn_out_queued(c) >= RH_OUT_HIGH ? RH_RESP_FULL : 0;
 }
 
-/* ---- streaming back-pressure: writers waiting for room ---- */
+/* ---- streaming back-pressure: a writer waiting for room is a body source ---- */
+
+/* proceed: there is room (or the output drained): the writer is called at the next flush,
+ * in order with the others and outside the completion that found the room. */
+static void stream_proceed(struct rh_req *r, void *self)
+{
+    (void)self;
+    resp_writable_ready(r);
+}
+
+/* stop: the client left (r->conn is NULL): the writer is called with -ECONNRESET and ends
+ * the response itself (rh_resp_end), which ends r. */
+static void stream_stop(struct rh_req *r, void *self)
+{
+    (void)self;
+    resp_writable_ready(r);
+}
+
+static const struct h1_body_ops stream_ops = {.proceed = stream_proceed, .stop = stream_stop};
 
 int rh_resp_on_writable(rh_req *r, rh_writable_fn fn, void *udata)
 {
@@ -278,8 +296,11 @@ int rh_resp_on_writable(rh_req *r, rh_writable_fn fn, void *udata)
         return -EINVAL;
     if (!r->conn)
         return -ECONNRESET;
+    if (r->body_src.ops && r->body_src.ops != &stream_ops)
+        return -EBUSY; /* another source sends this body (a file) */
     r->on_writable = fn;
     r->writable_udata = udata;
+    h1_body_attach(r, &stream_ops, NULL); /* until the writer is called or cancelled */
     if (conn_out_queued(r->conn) <= RH_OUT_LOW)
         resp_writable_ready(r); /* room already: at the next flush, outside this handler */
     return 0;
@@ -299,9 +320,17 @@ void resp_writable_ready(struct rh_req *r)
     w->writable_tail = r;
 }
 
-void resp_writable_cancel(struct rh_req *r)
+/* The writer waits no more: the stream's body source is detached. */
+static void writable_detach(struct rh_req *r)
 {
     r->on_writable = NULL;
+    if (r->body_src.ops == &stream_ops)
+        r->body_src.ops = NULL;
+}
+
+void resp_writable_cancel(struct rh_req *r)
+{
+    writable_detach(r);
     if (!(r->flags & R_WRITABLE_QUEUED))
         return;
     struct rh_worker *w = r->w;
@@ -332,7 +361,7 @@ void resp_run_writable(struct rh_worker *w)
             w->writable_tail = NULL;
         r->flags &= ~R_WRITABLE_QUEUED;
         rh_writable_fn fn = r->on_writable;
-        r->on_writable = NULL;
+        writable_detach(r);
         if (fn) {
             struct rh_ctx *prev = req_enter(r);
             fn(r, r->conn ? 0 : -ECONNRESET, r->writable_udata);

@@ -227,7 +227,8 @@ int rh_resp_end(rh_req *req);
  * it is below already): status 0, write more. status -ECONNRESET: the client has gone; end
  * the response (rh_resp_end) without writing more. One callback at a time (a new one
  * replaces the old). 0; -EINVAL before rh_resp_start; -ENOTSUP on a pool thread;
- * -ECONNRESET if the client has gone already (fn is not called). */
+ * -ECONNRESET if the client has gone already (fn is not called); -EBUSY if the body is
+ * sent by something else (a static file). */
 typedef void (*rh_writable_fn)(rh_req *req, int status, void *udata);
 int rh_resp_on_writable(rh_req *req, rh_writable_fn fn, void *udata);
 /* Whether the request has been answered (rh_respond or rh_resp_start). */

@@ -4,7 +4,7 @@
 #ifndef RH_SERVER_SRV_H
 #define RH_SERVER_SRV_H
 
-#include "core/internal.h"
+#include "conn/conn.h"
 
 /* wire.c: fills srv->proto and srv->hooks (rh_server_new; tests' fake servers). */
 void server_wire(struct rh_server *srv);

@@ -6,31 +6,25 @@
 #include "server/srv.h"
 #include "http1/http1.h"
 #include "obs/obs.h"
-#include "static/static.h"
 #include "app/app.h"
 
 /* ---- the connection's protocol: HTTP/1 ---- */
 
-static void http1_drained(struct rh_req *r)
-{
-    static_body_pump(r); /* a file body follows its head (static_xfer.c) */
-}
-
-/* The connection is gone (or the ring exited: abandoned) with c->req still set: a
- * request waiting between file ops ends; one whose handler still runs (paused) becomes an
- * orphan its handler ends; the rest end now. */
+/* The connection is gone (or the ring exited: abandoned) with c->req still set: one whose
+ * handler still runs (paused) becomes an orphan that its handler, its ring timer or its
+ * body source ends (a static file's at once, a streaming writer's once told); the rest
+ * end now. */
 static void http1_closed(struct rh_conn *c, bool abandoned)
 {
-    if (!abandoned && c->req->file)
-        static_body_abort(c->req); /* a static body waiting between ops: ends it */
     struct rh_req *r = c->req;
-    if (!r)
-        return;
     c->req = NULL;
     if (c->flags & C_PAUSED) {
-        req_orphan(r);       /* its handler still runs: it ends the orphan */
-        offload_cancel(r);   /* not started yet: it never will */
-        app_req_orphaned(r); /* waiting only for its ring timer: ends now */
+        req_orphan(r);     /* its handler still runs: it ends the orphan */
+        offload_cancel(r); /* not started yet: it never will */
+        /* Abandoned: the ring is gone, a body source may not touch it (static_worker_stop
+         * ends a transfer's request) */
+        if (abandoned || !h1_body_stop(r))
+            app_req_orphaned(r); /* waiting only for its ring timer: ends now */
         return;
     }
     if (abandoned)
@@ -54,8 +48,13 @@ static const struct conn_proto http1_proto = {
     .on_open = parse_conn_init,
     .on_input = parse_execute,
     .input_keep = req_input_keep,
-    .on_drained = http1_drained,
-    .on_writable = resp_writable_ready,
+    .on_writable = h1_on_writable,
+    .input_moved = req_input_moved,
+    .resp_started = req_resp_started,
+    .only_waiting = req_only_waiting,
+    .body_deadline = body_rate_deadline,
+    .body_progress = body_rate_progress,
+    .body_timer = body_rate_timer,
     .on_deadline = req_deadline,
     .on_fail = resp_fail,
     .on_closed = http1_closed,
@@ -66,8 +65,8 @@ static const struct conn_proto http1_proto = {
 
 /* ---- HTTP/1's calls up: the app layer and observability ---- */
 
-static const struct rh_route_entry *app_match(struct rh_req *r, int *status, char *allowed,
-                                              size_t allowed_len)
+static const struct req_handler *app_match(struct rh_req *r, int *status, char *allowed,
+                                           size_t allowed_len)
 {
     rh_str path = rh_req_path(r);
     struct route_match m;
@@ -81,7 +80,7 @@ static const struct rh_route_entry *app_match(struct rh_req *r, int *status, cha
         }
         r->nparams = m.nparams;
     }
-    return m.entry;
+    return m.entry ? &m.entry->h : NULL;
 }
 
 /* After-hooks before each head is written: counters, then the access log line. */

@@ -45,10 +45,10 @@
  * regular files); anything but a regular file or a directory is 403. Error pages never name
  * a file system path.
  *
- * The connection side (conn.c) knows only three things: while C_FILE_INFLIGHT is set an op of
- * ours may use the socket (close cancels it and waits); when its output has drained and
- * req->file is set it calls static_body_pump(); and a connection that dies with a body
- * pending calls static_body_abort(). */
+ * The connection side (conn.c) knows only that while C_BODY_INFLIGHT is set an op of ours may
+ * use the socket (close cancels it and waits). The body is an HTTP/1 body source
+ * (static_xfer.c): proceed once the head has drained, stop when the connection dies with
+ * the body pending; conn/ and the server's wiring do not know it is a file. */
 #include <assert.h>
 #include <errno.h>
 #include <mimalloc.h>
@@ -264,7 +264,7 @@ static void serve(struct static_xfer *x)
 }
 
 /* Whether the connection side lets us go on; a transfer whose connection died is ended by
- * static_body_abort (from conn_finish_close), so this is for the steps before the body. */
+ * its body source's stop (from conn_finish_close), so this is for the steps before the body. */
 static bool orphaned(struct static_xfer *x)
 {
     if (x->req->conn)
@@ -554,8 +554,8 @@ void static_worker_stop(struct rh_worker *w)
         struct static_xfer *x = sr->xfers[i];
         if (x->req) {
             struct rh_req *r = x->req;
-            if (r->file == x)
-                r->file = NULL;
+            if (r->body_src.self == x)
+                r->body_src.ops = NULL;
             xfer_free(x);
             r->conn = NULL;
             req_end(r);

@@ -5,9 +5,9 @@
  * transfers still reading it), each ring's file transfers and their pipes.
  *
  * static.c does the serving: the handler, the open/statx/read/splice ops on the ring (all of
- * them STATIC_OP_FILE), the cache and the body pump. static_http.c holds the pure parts (path
- * decoding, Range and conditional headers, HTTP dates, MIME types) so unit tests can reach
- * them without a ring.
+ * them STATIC_OP_FILE), the cache and the body pump (an HTTP/1 body source, static_xfer.c).
+ * static_http.c holds the pure parts (path decoding, Range and conditional headers, HTTP
+ * dates, MIME types) so unit tests can reach them without a ring.
  *
  * It must never block the ring thread on the file system: every open, statx and read goes
  * through the ring (the kernel's io-wq does the blocking part). Thread rules: a ring's cache
@@ -72,9 +72,5 @@ struct rh_server;
 void static_worker_start(struct rh_worker *w); /* on the ring's thread, after its ops */
 void static_worker_stop(struct rh_worker *w);  /* after the final drain */
 void static_free(struct rh_server *srv);
-/* The connection's output drained and req->file is set: send the next piece of the body. */
-void static_body_pump(struct rh_req *req);
-/* The connection is closing with req->file set and no file op in flight: end both. */
-void static_body_abort(struct rh_req *req);
 
 #endif

@@ -9,8 +9,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/fmt.h"
+#include "conn/conn.h"
 #include "http1/http1.h"
 #include "static/static.h"
+
+/* static/'s completion kind: every file op (openat2/statx/splice/read) of a transfer. */
+enum static_op {
+    STATIC_OP_FILE = CONN_OP_NEXT,
+};
 
 #ifndef RESOLVE_NO_MAGICLINKS /* liburing 2.3's compat header may predate these */
 #define RESOLVE_NO_XDEV 0x01

@@ -1,5 +1,7 @@
 /* Static file transfers: a transfer's life (new, the ops it owns, free) and the body pump
- * that sends a file body after its head, one step at a time, paced by the socket.
+ * that sends a file body after its head, one step at a time, paced by the socket. The pump
+ * is the transfer's HTTP/1 body source (h1_body_attach): proceed when the connection has
+ * sent the head (and each time it can take more), stop when it goes away mid-body.
  *
  * Bodies above COPY_MAX take one of three paths (static.c handles the smaller ones):
  *   M_SENDFILE (the default): sendfile(2) from the ring thread, on the non-blocking socket,
@@ -333,7 +335,7 @@ static void pump_sendfile(struct static_xfer *x, struct rh_conn *c, bool checked
 static void send_head_more(struct static_xfer *x, struct rh_conn *c)
 {
     struct rh_obuf *b = &c->pbuf;
-    if ((c->flags & (C_SEND_INFLIGHT | C_FILE_INFLIGHT | C_CLOSING)) || b->len == b->sent)
+    if ((c->flags & (C_SEND_INFLIGHT | C_BODY_INFLIGHT | C_CLOSING)) || b->len == b->sent)
         return;
     ssize_t n = send(c->fd, b->data + b->sent, b->len - b->sent,
                      MSG_MORE | MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -345,6 +347,7 @@ static void send_head_more(struct static_xfer *x, struct rh_conn *c)
 }
 
 static void body_done(struct static_xfer *x);
+static const struct h1_body_ops xfer_body_ops;
 
 void xfer_body_start(struct static_xfer *x, uint64_t first, uint64_t len)
 {
@@ -359,7 +362,7 @@ void xfer_body_start(struct static_xfer *x, uint64_t first, uint64_t len)
             conn_close(c); /* out of memory for the head: nothing sane to send */
         return;
     }
-    r->file = x; /* conn.c calls static_body_pump once the head has drained */
+    h1_body_attach(r, &xfer_body_ops, x); /* proceeds once the head has drained */
     if (x->mode != M_SENDFILE)
         return;
     socket_nonblocking(c);
@@ -371,7 +374,7 @@ void xfer_body_start(struct static_xfer *x, uint64_t first, uint64_t len)
         return; /* the head (or earlier output) is still queued: the pump goes on after it */
     pump_sendfile(x, c, true);
     if (x->inflight)
-        c->flags |= C_FILE_INFLIGHT;
+        c->flags |= C_BODY_INFLIGHT;
     else if (!x->failed && x->left == 0)
         body_done(x);
     /* failed: the connection's next flush finds the head sent and calls the pump, which
@@ -383,20 +386,20 @@ static void body_done(struct static_xfer *x)
 {
     struct rh_req *r = x->req;
     struct rh_conn *c = r->conn;
-    r->file = NULL;
     rh_timer_cancel(&c->w->loop.wheel, &c->timer);
     xfer_free(x);
-    req_complete(r);
+    h1_body_done(r);
 }
 
-void static_body_pump(struct rh_req *r)
+/* The next piece of the body, once nothing of x is in flight: ends with an op in flight
+ * (C_BODY_INFLIGHT), the body done, or the connection closing (failed mid-body). */
+static void body_pump(struct static_xfer *x, struct rh_req *r)
 {
-    struct static_xfer *x = r->file;
     struct rh_conn *c = r->conn;
     if (x->inflight || (c->flags & C_CLOSING))
         return;
     if (x->failed) {
-        conn_close(c); /* mid-body: nothing valid can follow; static_body_abort ends x */
+        conn_close(c); /* mid-body: nothing valid can follow; xfer_stop ends x */
         return;
     }
     if (x->left == 0 && x->pipe_bytes == 0 && x->chunk_sent == x->chunk_len) {
@@ -410,24 +413,33 @@ void static_body_pump(struct rh_req *r)
     else
         pump_send(x, c);
     if (x->inflight)
-        c->flags |= C_FILE_INFLIGHT;
+        c->flags |= C_BODY_INFLIGHT;
     else if (x->failed)
         conn_close(c);
     else if (x->left == 0 && x->pipe_bytes == 0 && x->chunk_sent == x->chunk_len)
         body_done(x); /* sendfile sent the rest at once */
 }
 
-void static_body_abort(struct rh_req *r)
+/* Body source proceed (http1/body_source.c): the connection can take more. The body goes to
+ * the socket by ops of its own, so only once everything queued before it (the head) has
+ * been sent: below the low-water mark with output still queued is not yet. Ring thread. */
+static void xfer_proceed(struct rh_req *r, void *self)
 {
-    struct static_xfer *x = r->file;
     struct rh_conn *c = r->conn;
-    r->file = NULL;
-    xfer_free(x);
-    if (c && c->req == r)
-        c->req = NULL;
-    r->conn = NULL; /* an orphan: its end touches no connection */
-    req_complete(r);
+    if ((c->flags & C_SEND_INFLIGHT) || c->pbuf.len)
+        return;
+    body_pump(self, r);
 }
+
+/* Body source stop: the connection went away between ops (none of x in flight); r is an
+ * orphan already. Frees x and ends r. Ring thread. */
+static void xfer_stop(struct rh_req *r, void *self)
+{
+    xfer_free(self);
+    h1_body_done(r);
+}
+
+static const struct h1_body_ops xfer_body_ops = {.proceed = xfer_proceed, .stop = xfer_stop};
 
 /* A streaming op completed: account for it, then go on, or finish a close. */
 void xfer_on_streaming(struct static_xfer *x, enum step_kind k, int res)
@@ -481,11 +493,10 @@ void xfer_on_streaming(struct static_xfer *x, enum step_kind k, int res)
     }
     if (x->inflight)
         return;
-    c->flags &= ~C_FILE_INFLIGHT;
+    c->flags &= ~C_BODY_INFLIGHT;
     if (c->flags & C_CLOSING) {
-        static_body_abort(r);
-        conn_finish_close(c);
+        conn_finish_close(c); /* the connection's close goes on: xfer_stop ends x and r */
         return;
     }
-    static_body_pump(r);
+    body_pump(x, r);
 }

@@ -20,6 +20,7 @@ MICRO = [  # (binary in <build>/bench, pin to the server CPUs? else any usable C
     ("pool_roundtrip", False),  # a loop thread and pool threads: both CPUs
 ]
 ALL_SERVERS = "ringhttp,nginx,h2o,lighttpd,floor"
+EXTRA_SERVERS = "nginx-nopush"  # known, not run unless named
 
 
 def parse_args(argv):
@@ -32,7 +33,8 @@ def parse_args(argv):
     p.add_argument("--duration", type=int, default=4,
                    help="whole seconds per measured run (default 4)")
     p.add_argument("--rounds", type=int, default=3, help="rounds; servers alternate (default 3)")
-    p.add_argument("--servers", default=ALL_SERVERS, help=f"default {ALL_SERVERS}")
+    p.add_argument("--servers", default=ALL_SERVERS,
+                   help=f"default {ALL_SERVERS}; also {EXTRA_SERVERS} (nginx with tcp_nopush off)")
     p.add_argument("--scenarios", default=",".join(s.name for s in scenarios.SCENARIOS),
                    help="comma-separated (default: all)")
     p.add_argument("--quick", action="store_true",
@@ -60,9 +62,10 @@ def parse_args(argv):
         o.rounds, o.duration, o.warmup = 1, 2, 0
     o.build = os.path.abspath(o.build)
     o.server_list = [s for s in o.servers.split(",") if s]
-    bad = [s for s in o.server_list if s not in ALL_SERVERS.split(",")]
+    known = ALL_SERVERS.split(",") + EXTRA_SERVERS.split(",")
+    bad = [s for s in o.server_list if s not in known]
     if bad or not o.server_list:
-        p.error(f"unknown server(s) {', '.join(bad)}; known: {ALL_SERVERS}")
+        p.error(f"unknown server(s) {', '.join(bad)}; known: {', '.join(known)}")
     names = [s for s in o.scenarios.split(",") if s]
     bad = [n for n in names if n not in scenarios.BY_NAME]
     if bad:
@@ -72,6 +75,7 @@ def parse_args(argv):
     if o.rounds < 1 or o.duration < 1 or o.warmup < 0:
         p.error("--rounds >= 1, --duration >= 1, --warmup >= 0")
     o.client_threads = len(_cpu_list(o.client_cpus))
+    o.measured_cpus = set(_cpu_list(o.server_cpus)) | set(_cpu_list(o.client_cpus))
     online = o.usable_cpus = os.sched_getaffinity(0)
     for opt in ("server_cpus", "client_cpus"):
         if not set(_cpu_list(getattr(o, opt))) <= online:
@@ -227,10 +231,14 @@ def _rounds(o, tracker, tmp, out_dir):
             "time (100% = the server's one CPU saturated, below: wrk was the limit). "
             "Client CPU µs/req: wrk's own utime+stime (rusage) ÷ its requests: what the "
             "answers cost the receiver (loopback TCP work lands partly in the sender's "
-            "stime and partly in the receiver's). RSS: VmRSS summed over its processes, "
+            "stime and partly in the receiver's). Both CPUs µs/req: busy time (all but idle "
+            "and iowait, /proc/stat) of the server's and wrk's CPUs ÷ requests: the total, "
+            "which loopback cannot shift between server and client (valid on an otherwise "
+            "idle machine). RSS: VmRSS summed over its processes, "
             "peak during the run",
             "Fairness: one worker each, access log off, sendfile on (h2o 2.2 has no "
-            "sendfile; nginx with tcp_nopush and open_file_cache), keep-alive unlimited; "
+            "sendfile; nginx with tcp_nopush and open_file_cache; nginx-nopush, when run, is the "
+            "same nginx with tcp_nopush off), keep-alive unlimited; "
             "nginx answers /plaintext and /json inline (`return 200`) on a `deferred` "
             "listener, as ringhttp answers them from handlers with TCP_DEFER_ACCEPT; h2o "
             "and lighttpd serve them as static files with the same bytes; floor "

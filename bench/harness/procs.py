@@ -50,6 +50,19 @@ def cpu_ticks(pids):
     return total
 
 
+def cpus_busy_ticks(cpus):
+    """Busy clock ticks (everything but idle and iowait: user, nice, system, irq, softirq,
+    steal) summed over the given CPU numbers, from /proc/stat: whoever ran there."""
+    total = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *vals = line.split()
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+                v = [int(x) for x in vals]
+                total += sum(v[:8]) - v[3] - v[4]
+    return total
+
+
 def rss_kib(pids):
     """VmRSS summed over pids, in KiB."""
     total = 0

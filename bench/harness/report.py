@@ -9,12 +9,13 @@ import subprocess
 from . import pool_scenarios
 
 ROW_FIELDS = ["round", "server", "scenario", "status", "rps", "requests", "seconds", "p50_ms",
-              "p99_ms", "cpu_us_per_req", "cpu_pct", "client_cpu_us_per_req", "mb_s", "rss_kib",
-              "socket_errors", "idle_open",
+              "p99_ms", "cpu_us_per_req", "cpu_pct", "client_cpu_us_per_req", "machine_cpu_us_per_req",
+              "mb_s", "rss_kib", "socket_errors", "idle_open",
               "rss_before_kib", "rss_idle_kib", "rss_per_idle_kib", "base_rps", "base_p50_ms",
               "base_p99_ms", "base_cpu_us_per_req", "bg_rps", "bg_p99_ms", "bg_downloads",
               "bg_mb_s", "note", "wrk"]
-SPREAD = ("rps", "cpu_us_per_req", "client_cpu_us_per_req", "mb_s", "rss_per_idle_kib")
+SPREAD = ("rps", "cpu_us_per_req", "client_cpu_us_per_req", "machine_cpu_us_per_req", "mb_s",
+          "rss_per_idle_kib")
 MEDIAN_ONLY = ("p50_ms", "p99_ms", "cpu_pct", "rss_kib", "idle_open", "rss_before_kib",
                "rss_idle_kib", "base_rps", "base_p50_ms", "base_p99_ms",
                "base_cpu_us_per_req", "bg_rps", "bg_p99_ms", "bg_downloads", "bg_mb_s",
@@ -38,7 +39,8 @@ def ratios(rows, base="nginx", of="ringhttp"):
         b = by.get((base, sc, rnd))
         if sv != of or not b:
             continue
-        for k in ("cpu_us_per_req", "client_cpu_us_per_req", "rps"):
+        for k in ("cpu_us_per_req", "client_cpu_us_per_req", "machine_cpu_us_per_req", "rps",
+                  "mb_s"):
             if r.get(k) and b.get(k):
                 out.setdefault(sc, {}).setdefault(k, []).append(r[k] / b[k])
     return {sc: {k: (statistics.median(v), min(v), max(v)) for k, v in d.items()}
@@ -127,7 +129,7 @@ def _scenario_table(sc, summ, servers):
     static = sc.resource.endswith(".bin")
     head = ["server", "req/s median (min–max)"] + (["MB/s (min–max)"] if static else []) + \
         ["p50", "p99", "CPU µs/req (min–max)", "server CPU", "client CPU µs/req (min–max)",
-         "RSS peak"]
+         "both CPUs µs/req (min–max)", "RSS peak"]
     if idle:
         head += ["idle conns", "RSS before → with idle", "KiB per idle conn (min–max)"]
     lines = [f"### {sc.name}: {sc.title}", "", "| " + " | ".join(head) + " |",
@@ -152,7 +154,8 @@ def _scenario_table(sc, summ, servers):
         cells = [sv, _spread(s, "rps", _int)] + ([_spread(s, "mb_s", _int)] if static else []) \
             + [_ms(s["p50_ms"]), _ms(s["p99_ms"]), _spread(s, "cpu_us_per_req", _us),
                "–" if s["cpu_pct"] is None else f"{s['cpu_pct']:.0f}%",
-               _spread(s, "client_cpu_us_per_req", _us), _mib(s["rss_kib"])]
+               _spread(s, "client_cpu_us_per_req", _us),
+               _spread(s, "machine_cpu_us_per_req", _us), _mib(s["rss_kib"])]
         if idle:
             cells += [_int(s["idle_open"]),
                       f"{_mib(s['rss_before_kib'])} → {_mib(s['rss_idle_kib'])}",
@@ -189,7 +192,9 @@ def _ratio_table(rat, scenarios):
              "|---|" + "---:|" * len(cols)]
     for k, title in (("cpu_us_per_req", "server CPU µs/req (lower is better)"),
                      ("client_cpu_us_per_req", "client CPU µs/req"),
-                     ("rps", "req/s (higher is better)")):
+                     ("machine_cpu_us_per_req", "both CPUs µs/req (lower is better)"),
+                     ("rps", "req/s (higher is better)"),
+                     ("mb_s", "MB/s (higher is better)")):
         lines.append(f"| {title} | " + " | ".join(
             fmt(rat[sc.name][k]) if k in rat[sc.name] else "–" for sc in cols) + " |")
     return lines + [""]
@@ -225,6 +230,9 @@ def markdown(meta, summ, servers, scenarios, rows=()):
     lines += _wide("Summary: client (wrk) CPU µs per request (median; what the answers "
                    "cost the receiver)", summ, servers, scenarios, "client_cpu_us_per_req",
                    _us) + [""]
+    lines += _wide("Summary: both CPUs' busy µs per request (median; server + client + "
+                   "softirq: what loopback cannot move between them)", summ, servers,
+                   scenarios, "machine_cpu_us_per_req", _us) + [""]
     if "ringhttp" in servers and "nginx" in servers:
         lines += _ratio_table(ratios(rows), scenarios)
     for sc in scenarios:

@@ -118,6 +118,7 @@ class Ringhttp(Server):
 class Nginx(Server):
     name = "nginx"
     binary = "nginx"
+    nopush = "on"
 
     def version(self):
         return _tool_version(["nginx", "-v"], "nginx version").replace("nginx version: ", "")
@@ -139,7 +140,7 @@ events {{
 http {{
     access_log off;
     sendfile on;
-    tcp_nopush on;  # TCP_CORK around sendfile: the head rides in the body's first segment
+    tcp_nopush {self.nopush};  # on: TCP_CORK around sendfile, full segments only
     open_file_cache max=1024 inactive=600s;  # lighttpd and h2o cache open files too
     open_file_cache_valid 600s;
     keepalive_timeout {IDLE_S}s;
@@ -280,8 +281,17 @@ class Floor(Server):
                 "--body", PLAINTEXT.decode()]
 
 
+class NginxNopush(Nginx):
+    """nginx with tcp_nopush off (TCP_NODELAY alone): on loopback its server CPU per large
+    body drops several-fold because the client's CPU then carries the transmit work
+    (window-limited sends go out from the client's ACKs); the both-CPUs figure shows it."""
+    name = "nginx-nopush"
+    nopush = "off"
+
+
 def make_servers(names, build_dir, ringhttp_args=()):
     table = {"ringhttp": lambda: Ringhttp(build_dir, ringhttp_args), "nginx": Nginx,
+             "nginx-nopush": NginxNopush,
              "h2o": H2o, "lighttpd": Lighttpd, "floor": lambda: Floor(build_dir)}
     unknown = [n for n in names if n not in table]
     if unknown:

@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "core/internal.h"
 #include "app/app.h"
 #include "conn/conn.h"
 #include "http1/http1.h"

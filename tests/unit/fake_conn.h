@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "base/freelist.h"
-#include "core/internal.h"
 #include "app/app.h"
 #include "conn/conn.h"
 #include "http1/http1.h"

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "include/ringhttp.h"
-#include "core/internal.h"
+#include "conn/conn.h"
 
 static atomic_int swallowed;
 

@@ -7,7 +7,6 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "core/internal.h"
 #include "conn/conn.h"
 
 static void test_spill_keeps_order_and_bound(void **state)

@@ -18,7 +18,7 @@
 
 #include "include/ringhttp.h"
 #include "tests/unit/unit_client.h"
-#include "core/internal.h"
+#include "conn/conn.h"
 #include "obs/obs.h"
 
 static atomic_int handlers_started, handlers_done;

@@ -118,7 +118,7 @@ static void test_match_is_pure(void **state)
     const char *path = "/users/42/posts/7";
     assert_int_equal(router_match(f->srv.routes, str("GET"), false, str(path), &m, allowed,
                                   sizeof(allowed)), 0);
-    assert_string_equal(m.entry->udata, "post");
+    assert_string_equal(m.entry->h.udata, "post");
     assert_int_equal(m.nparams, 2);
     assert_string_equal(m.params[0].name, "id");
     assert_int_equal(m.params[0].off, 7);
@@ -128,7 +128,7 @@ static void test_match_is_pure(void **state)
     assert_int_equal(m.params[1].len, 1);
     assert_int_equal(router_match(f->srv.routes, str("HEAD"), true, str("/users/me"), &m,
                                   allowed, sizeof(allowed)), 0);
-    assert_string_equal(m.entry->udata, "me");
+    assert_string_equal(m.entry->h.udata, "me");
     assert_int_equal(router_match(f->srv.routes, str("GET"), false, str("/form"), &m, allowed,
                                   sizeof(allowed)), 405);
     assert_null(m.entry);

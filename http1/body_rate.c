@@ -5,7 +5,7 @@
  * long as it likes. It lives on the connection's one timer: while a body is read the
  * deadline is the earlier of the gap's end and the window's end. A window in which the
  * server itself was not reading (back-pressure) is not held against the client. */
-#include "conn/conn.h"
+#include "http1/http1.h"
 
 static uint64_t earlier(uint64_t a, uint64_t b) { return a < b ? a : b; }
 
