@@ -54,10 +54,10 @@ bool app_error(struct rh_req *r, int status, const char *detail)
         call_error_handler(a, r, status, detail);
         return rh_resp_started(r);
     }
-    struct rh_ctx *prev = req_enter(r); /* keeps r alive across the handler's answer */
+    struct rh_ctx *prev = h1_req_enter(r); /* keeps r alive across the handler's answer */
     call_error_handler(a, r, status, detail);
     bool answered = (r->flags & (R_RESP_STARTED | R_FINISHED)) != 0;
-    req_leave(r, prev);
+    h1_req_leave(r, prev);
     return answered;
 }
 
@@ -183,9 +183,9 @@ static void app_timer_fire(struct rh_timer *t)
     struct rh_req *r = (struct rh_req *)((char *)t - offsetof(struct rh_req, app_timer));
     rh_timer_fn fn = r->app_timer_fn;
     r->app_timer_fn = NULL;
-    struct rh_ctx *prev = req_enter(r);
+    struct rh_ctx *prev = h1_req_enter(r);
     fn(r, r->app_timer_arg);
-    req_leave(r, prev);
+    h1_req_leave(r, prev);
 }
 
 int rh_req_timer(rh_req *r, unsigned delay_ms, rh_timer_fn fn, void *arg)
@@ -216,7 +216,7 @@ void app_req_orphaned(struct rh_req *r)
     if (!r->app_timer_fn || r->offload)
         return; /* not waiting for its timer: whoever holds it ends it */
     rh_req_timer_cancel(r);
-    req_complete(r); /* r->status stays 0: no answer was given */
+    h1_req_complete(r); /* r->status stays 0: no answer was given */
 }
 
 void app_req_end(struct rh_req *r)

@@ -68,21 +68,21 @@ bool app_media_type_is(const rh_req *req, const char *type);
 /* ---- the app layer's core: offload (pool hand-off) and the router ---- */
 
 /* offload.c */
-int offload_start(rh_server *srv);
-void offload_stop(rh_server *srv);
-void offload_free(rh_server *srv);
-void offload_worker_free(struct rh_worker *w);
-void offload_cancel(struct rh_req *req);
-void offload_flush(void); /* wakes the pool threads this ring's burst of offloads needs */
-int offload_capture(struct rh_req *req, int status, const char *ctype, const void *body,
+int app_offload_start(rh_server *srv);
+void app_offload_stop(rh_server *srv);
+void app_offload_free(rh_server *srv);
+void app_offload_worker_free(struct rh_worker *w);
+void app_offload_cancel(struct rh_req *req);
+void app_offload_flush(void); /* wakes the pool threads this ring's burst of offloads needs */
+int app_offload_capture(struct rh_req *req, int status, const char *ctype, const void *body,
                     size_t len);
-void offload_replay(struct rh_req *req);
-void metrics_render_pool(const rh_server *srv, char *buf, size_t *len, size_t cap);
+void app_offload_replay(struct rh_req *req);
+void app_metrics_render_pool(const rh_server *srv, char *buf, size_t *len, size_t cap);
 
 /* router.c */
-struct rh_route_node *router_new(void);
-void router_free(struct rh_route_node *root);
-int router_add(struct rh_route_node *root, const char *method, const char *pattern,
+struct rh_route_node *app_router_new(void);
+void app_router_free(struct rh_route_node *root);
+int app_router_add(struct rh_route_node *root, const char *method, const char *pattern,
                rh_handler_fn fn, void *udata, bool blocking);
 /* A match: the route and the path's parameters, as offsets into the path matched. */
 struct route_match {
@@ -96,7 +96,7 @@ struct route_match {
 /* Finds the entry for method+path: a pure function (it writes only *out and allowed), the
  * caller copies the match into its request. 0 with out->entry set; 405 with allowed filled
  * ("GET, POST") when the path exists under other methods (out->params filled); or 404. */
-int router_match(const struct rh_route_node *root, rh_str method, bool head, rh_str path,
+int app_router_match(const struct rh_route_node *root, rh_str method, bool head, rh_str path,
                  struct route_match *out, char *allowed, size_t allowed_len);
 
 #endif

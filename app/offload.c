@@ -112,20 +112,20 @@ static void on_delivered(struct rh_loop *loop, struct rh_msg *msg)
     int status = status_of(&o->task);
     r->offload = NULL;
     offload_put(r->w, o);
-    struct rh_ctx *prev = req_enter(r);
-    offload_replay(r); /* an answer given on the pool thread goes out first */
+    struct rh_ctx *prev = h1_req_enter(r);
+    app_offload_replay(r); /* an answer given on the pool thread goes out first */
     done(r, status, arg);
     if (!(r->flags & (R_RESP_STARTED | R_FINISHED)) && !r->offload) {
         if (status == -ETIME)
-            resp_error(r, 503);
+            h1_resp_error(r, 503);
         else if (status == -EBUSY)
-            resp_error_keepalive(r, 503); /* shed for delay: the client may retry later */
+            h1_resp_error_keepalive(r, 503); /* shed for delay: the client may retry later */
         else if (status == -ETIMEDOUT)
-            resp_error(r, 504);
+            h1_resp_error(r, 504);
         else if (status == -ECANCELED && !r->conn)
             rh_respond(r, 499, NULL, NULL, 0); /* nobody to answer: just end it */
     }
-    req_leave(r, prev);
+    h1_req_leave(r, prev);
 }
 
 /* lane >= 0: that lane; else the shared pool in group `group`. */
@@ -148,8 +148,8 @@ static int submit(struct rh_req *r, int lane, unsigned group, rh_work_fn work, r
     o->task.owner = &w->loop;
     o->task.deadline_ns = 0;
     o->task.group = group;
-    req_detach_head(r); /* the pool thread must not read the connection's buffer */
-    rh_pool_hold_wakes(true); /* this ring thread flushes them in worker_flush */
+    h1_req_detach_head(r); /* the pool thread must not read the connection's buffer */
+    rh_pool_hold_wakes(true); /* this ring thread flushes them in conn_flush_dirty */
     int ret = lane < 0 ? rh_pool_submit(pool, &o->task) : rh_pool_submit_lane(pool, lane, &o->task);
     if (ret < 0) {
         offload_put(w, o);
@@ -165,7 +165,7 @@ static int answer_refusal(struct rh_req *r, int err, const char *what)
         rh_respond_error(r, 500, what);
         return err;
     }
-    resp_error_keepalive(r, 503); /* back-pressure: the client may retry */
+    h1_resp_error_keepalive(r, 503); /* back-pressure: the client may retry */
     return err;
 }
 
@@ -193,7 +193,7 @@ int rh_offload_lane(rh_req *r, const char *lane, rh_work_fn work, rh_done_fn don
 }
 
 /* The connection is gone under an offloaded request: a task not yet started is dropped. */
-void offload_cancel(struct rh_req *r)
+void app_offload_cancel(struct rh_req *r)
 {
     if (r->offload)
         rh_task_cancel(&((struct offload *)r->offload)->task);
@@ -216,7 +216,7 @@ static void blocking_work(rh_req *r, void *arg)
 }
 
 /* Called by rh_respond on the pool thread: keep the answer for the ring. */
-int offload_capture(struct rh_req *r, int status, const char *ctype, const void *body,
+int app_offload_capture(struct rh_req *r, int status, const char *ctype, const void *body,
                     size_t len)
 {
     if (r->captured)
@@ -235,7 +235,7 @@ int offload_capture(struct rh_req *r, int status, const char *ctype, const void 
     return 0;
 }
 
-void offload_replay(struct rh_req *r)
+void app_offload_replay(struct rh_req *r)
 {
     struct captured *c = r->captured;
     if (!c)
@@ -278,7 +278,7 @@ static int blocking_add(rh_server *srv, const char *method, const char *pattern,
     if (lane)
         snprintf(b->lane, sizeof(b->lane), "%s", lane);
     b->group = mi_strdup(group ? group : pattern ? pattern : "");
-    int ret = b->group ? router_add(srv->routes, method, pattern, blocking_entry, b, true)
+    int ret = b->group ? app_router_add(srv->routes, method, pattern, blocking_entry, b, true)
                        : -ENOMEM;
     if (ret < 0) {
         mi_free(b->group);
@@ -317,7 +317,7 @@ static struct rh_pool_group_config *group_add(rh_server *srv, const char *name)
     struct rh_pool_group_config *g = group_get(srv, name);
     if (g || srv->ngroups >= RH_MAX_GROUPS)
         return g;
-    char *copy = mi_strdup(name); /* owner: srv, freed in offload_free */
+    char *copy = mi_strdup(name); /* owner: srv, freed in app_offload_free */
     if (!copy)
         return NULL;
     g = &srv->groups[srv->ngroups++];
@@ -360,9 +360,9 @@ static void deliver(void *owner, struct rh_msg *msg) { rh_loop_post(owner, msg);
 static void post_quiet(void *owner, struct rh_msg *msg) { rh_loop_post_quiet(owner, msg); }
 static void wake(void *owner) { rh_loop_wake(owner); }
 
-/* The ring's end of a burst (worker_flush, before it submits and waits): the pool threads
+/* The ring's end of a burst (conn_flush_dirty, before it submits and waits): the pool threads
  * this iteration's offloads need are woken now, once each. */
-void offload_flush(void)
+void app_offload_flush(void)
 {
     rh_pool_flush_wakes();
 }
@@ -388,7 +388,7 @@ static void blocking_resolve(rh_server *srv)
     }
 }
 
-int offload_start(rh_server *srv)
+int app_offload_start(rh_server *srv)
 {
     int ret = blocking_groups(srv);
     if (ret < 0)
@@ -443,7 +443,7 @@ static void drain_inboxes(rh_server *srv)
 /* While the pool finishes on its own thread, this thread stands in for the stopped rings:
  * it runs what they are sent, including rh_call_on_ring, which would otherwise wait for a
  * ring that will never run again. */
-void offload_stop(rh_server *srv)
+void app_offload_stop(rh_server *srv)
 {
     if (!srv->pool)
         return;
@@ -464,7 +464,7 @@ void offload_stop(rh_server *srv)
     drain_inboxes(srv);
 }
 
-void offload_free(rh_server *srv)
+void app_offload_free(rh_server *srv)
 {
     for (unsigned i = 0; i < srv->nblocking; i++) {
         mi_free(srv->blocking[i]->group);
@@ -476,7 +476,7 @@ void offload_free(rh_server *srv)
         mi_free((char *)srv->lanes[i].name);
 }
 
-void offload_worker_free(struct rh_worker *w)
+void app_offload_worker_free(struct rh_worker *w)
 {
     struct offload *o;
     while ((o = RH_FREELIST_POP(w->free_offloads, next_free)))
@@ -525,7 +525,7 @@ static void render_group(char *buf, size_t *len, size_t cap, const char *name,
         *len += (size_t)n;
 }
 
-void metrics_render_pool(const rh_server *srv, char *buf, size_t *len, size_t cap)
+void app_metrics_render_pool(const rh_server *srv, char *buf, size_t *len, size_t cap)
 {
     if (!srv->pool)
         return;

@@ -20,7 +20,7 @@ struct rh_route_node {
 
 static struct rh_route_node *node_new(const char *seg, size_t len)
 {
-    struct rh_route_node *n = mi_zalloc(sizeof(*n)); /* owner: the router, until router_free */
+    struct rh_route_node *n = mi_zalloc(sizeof(*n)); /* owner: the router, until app_router_free */
     if (n) {
         n->seg = mi_strndup(seg, len);
         n->seg_len = len;
@@ -28,7 +28,7 @@ static struct rh_route_node *node_new(const char *seg, size_t len)
     return n;
 }
 
-struct rh_route_node *router_new(void) { return node_new("", 0); }
+struct rh_route_node *app_router_new(void) { return node_new("", 0); }
 
 static void entries_free(struct rh_route_entry *e)
 {
@@ -39,13 +39,13 @@ static void entries_free(struct rh_route_entry *e)
     }
 }
 
-void router_free(struct rh_route_node *n)
+void app_router_free(struct rh_route_node *n)
 {
     if (!n)
         return;
     for (unsigned i = 0; i < n->nchildren; i++)
-        router_free(n->children[i]);
-    router_free(n->param);
+        app_router_free(n->children[i]);
+    app_router_free(n->param);
     entries_free(n->entries);
     entries_free(n->wildcard);
     mi_free(n->children);
@@ -61,7 +61,7 @@ static struct rh_route_node *child_static(struct rh_route_node *n, const char *s
     struct rh_route_node *c = node_new(s, len);
     struct rh_route_node **nc = mi_realloc(n->children, sizeof(*nc) * (n->nchildren + 1));
     if (!c || !nc) {
-        router_free(c);
+        app_router_free(c);
         return NULL;
     }
     n->children = nc;
@@ -96,7 +96,7 @@ static int add_entry(struct rh_route_entry **list, const char *method, rh_handle
     return 0;
 }
 
-int router_add(struct rh_route_node *root, const char *method, const char *pattern,
+int app_router_add(struct rh_route_node *root, const char *method, const char *pattern,
                rh_handler_fn fn, void *udata, bool blocking)
 {
     if (!pattern || pattern[0] != '/' || !method || strlen(method) >= 16 || !fn)
@@ -194,7 +194,7 @@ static void list_methods(const struct rh_route_entry *list, char *out, size_t ou
     }
 }
 
-int router_match(const struct rh_route_node *root, rh_str method, bool head, rh_str path,
+int app_router_match(const struct rh_route_node *root, rh_str method, bool head, rh_str path,
                  struct route_match *out, char *allowed, size_t allowed_len)
 {
     struct match m = {.path = path.ptr, .path_end = path.ptr + path.len, .out = out};
@@ -216,5 +216,5 @@ int rh_route(rh_server *srv, const char *method, const char *pattern, rh_handler
 {
     if (srv->threads_live)
         return -EBUSY;
-    return router_add(srv->routes, method, pattern, fn, udata, false);
+    return app_router_add(srv->routes, method, pattern, fn, udata, false);
 }

@@ -79,7 +79,7 @@ static int run_shape(const char *name, const char *one, double secs, unsigned de
     if (!f || !batch)
         return -1;
     fake_init(f, NULL);
-    router_add(f->srv.routes, "GET", "/plaintext", on_plaintext, NULL, false);
+    app_router_add(f->srv.routes, "GET", "/plaintext", on_plaintext, NULL, false);
     if (len > RH_IN_BLOCK || !check_batch(f, batch, len, depth)) {
         fprintf(stderr, "parse_throughput: %s: the data path did not answer %u requests\n",
                 name, depth);

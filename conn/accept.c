@@ -42,12 +42,12 @@ static bool reclaim_idle(struct rh_worker *w)
         if (!c)
             break;
         conn_close(c);
-        stat_add(&w->stats.conn_reclaimed, 1);
+        conn_stat_add(&w->stats.conn_reclaimed, 1);
     }
     return w->free_top > 0;
 }
 
-void accept_on_completion(struct rh_loop *loop, const struct io_uring_cqe *cqe)
+void conn_accept_on_completion(struct rh_loop *loop, const struct io_uring_cqe *cqe)
 {
     struct rh_worker *w = loop->owner;
     uint32_t slot = 1u << rh_ud_idx(cqe->user_data);
@@ -63,7 +63,7 @@ void accept_on_completion(struct rh_loop *loop, const struct io_uring_cqe *cqe)
             close(cqe->res); /* the ring's end: refuse */
         } else if (w->free_top == 0 && !reclaim_idle(w)) {
             close(cqe->res); /* over the limit, none idle: refuse rather than fail later */
-            stat_add(&w->stats.conn_refused, 1);
+            conn_stat_add(&w->stats.conn_refused, 1);
         } else {
             conn_open(w, cqe->res);
         }

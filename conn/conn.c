@@ -97,7 +97,7 @@ static void drain_spill(struct rh_conn *c)
         c->in = in_block_get(c->w);
     if (c->in_len + left > RH_IN_BLOCK)
         compact_input(c);
-    c->in_len += spill_take(c, c->in + c->in_len, RH_IN_BLOCK - c->in_len);
+    c->in_len += conn_spill_take(c, c->in + c->in_len, RH_IN_BLOCK - c->in_len);
 }
 
 static bool input_pending(const struct rh_conn *c)
@@ -134,7 +134,7 @@ static void drop_held(struct rh_conn *c)
     c->w->held_total -= c->nheld;
     c->held_tail = RH_NO_BUF;
     c->nheld = 0;
-    spill_free(c);
+    conn_spill_free(c);
 }
 
 /* ---- timers ---- */
@@ -181,7 +181,7 @@ static void close_wait_expired(struct rh_conn *c)
     c->flags &= ~C_SEND_INFLIGHT;
     struct rh_worker *w = c->w;
     conn_finish_close(c);
-    stat_add(&w->stats.close_forced, 1); /* after: a reader seeing it sees the slot free */
+    conn_stat_add(&w->stats.close_forced, 1); /* after: a reader seeing it sees the slot free */
 }
 
 static void conn_on_timer(struct rh_timer *t)
@@ -288,7 +288,7 @@ static void conn_take_input(struct rh_conn *c, unsigned bid, uint32_t n)
         w->held_total < w->loop.bufs.count / 4) {
         hold_buffer(c, bid, n);
     } else {
-        bool ok = spill_append(c, data, n);
+        bool ok = conn_spill_append(c, data, n);
         rh_loop_buf_recycle(&w->loop, bid);
         if (!ok) {
             conn_close(c);
@@ -303,9 +303,9 @@ static void conn_take_input(struct rh_conn *c, unsigned bid, uint32_t n)
  * buffer so a burst of them cannot empty the ring again at once (see conn_bufs.c). */
 static void rearm_starved(struct rh_worker *w)
 {
-    for (unsigned free_bufs = starved_free_buffers(w); free_bufs > 0 && w->starved_head;
+    for (unsigned free_bufs = conn_starved_free_buffers(w); free_bufs > 0 && w->starved_head;
          free_bufs--) {
-        struct rh_conn *c = starved_pop(w);
+        struct rh_conn *c = conn_starved_pop(w);
         if (!(c->flags & (C_CLOSING | C_RECV_ARMED | C_PEER_EOF)))
             arm_recv(c);
     }
@@ -326,7 +326,7 @@ static void on_recv(struct rh_loop *loop, const struct io_uring_cqe *cqe)
     if (final)
         c->flags &= ~C_RECV_ARMED;
     if (cqe->res == -ENOBUFS)
-        stat_add(&w->stats.recv_enobufs, 1);
+        conn_stat_add(&w->stats.recv_enobufs, 1);
     if (cqe->res > 0) {
         unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
         if (c->flags & C_CLOSING)
@@ -367,7 +367,7 @@ static void on_recv(struct rh_loop *loop, const struct io_uring_cqe *cqe)
         return;
     }
     if (cqe->res == -ENOBUFS)
-        starved_push(c); /* re-armed once buffers are back (rearm_starved) */
+        conn_starved_push(c); /* re-armed once buffers are back (rearm_starved) */
     else
         conn_mark_dirty(c), c->flags |= C_WANT_RECV; /* a spent multishot */
 }
@@ -436,8 +436,8 @@ static void conn_on_drained(struct rh_conn *c)
         conn_close(c); /* half-closed, and every request before the EOF answered */
         return;
     }
-    obuf_release(w, &c->wbuf);
-    obuf_release(w, &c->pbuf);
+    conn_obuf_release(w, &c->wbuf);
+    conn_obuf_release(w, &c->pbuf);
     if (c->in_len == c->in_off && c->phase == PH_IDLE) {
         conn_arm_timer(c, w->srv->cfg.idle_timeout_ms);
         conn_idle_push(c); /* reclaimable at the connection limit from now on */
@@ -518,7 +518,7 @@ void conn_mark_dirty(struct rh_conn *c)
 }
 
 /* Before each submit: one send per connection with output, recv re-arms, date refresh. */
-void worker_flush(struct rh_loop *loop)
+void conn_flush_dirty(struct rh_loop *loop)
 {
     struct rh_worker *w = loop_worker(loop);
     const struct conn_proto *proto = w->srv->proto;
@@ -625,7 +625,7 @@ void conn_open(struct rh_worker *w, int fd)
     c->timer.fn = conn_on_timer;
     w->srv->proto->on_open(c);
     w->open_conns++;
-    stat_add(&w->stats.accepted, 1);
+    conn_stat_add(&w->stats.accepted, 1);
     atomic_store_explicit(&w->stats.open_conns, w->open_conns, memory_order_relaxed);
     arm_recv(c);
     conn_arm_phase_deadline(c, w->srv->cfg.header_timeout_ms); /* the first request's head */
@@ -647,7 +647,7 @@ void conn_close(struct rh_conn *c)
     c->flags |= C_CLOSING;
     conn_idle_remove(c);
     rh_timer_cancel(&c->w->loop.wheel, &c->timer);
-    starved_remove(c);
+    conn_starved_remove(c);
     drop_held(c);
     end_ops(c);
     /* A multishot recv fills only provided buffers, which the kernel owns: its last
@@ -676,13 +676,13 @@ void conn_finish_close(struct rh_conn *c)
     w->loop.inflight++;
     if (c->in)
         in_block_put(w, c->in);
-    obuf_release(w, &c->wbuf);
-    obuf_release(w, &c->pbuf);
+    conn_obuf_release(w, &c->wbuf);
+    conn_obuf_release(w, &c->pbuf);
     c->in = NULL;
     c->fd = -1;
     if (c->flags & C_DIRTY) {
         /* Still linked on the flush list: reusing the slot now would cut the list behind
-         * it (conn_open clears dirty_next). worker_flush frees it when it gets there. */
+         * it (conn_open clears dirty_next). conn_flush_dirty frees it when it gets there. */
         c->flags |= C_FREE_PENDING;
     } else {
         assert(w->free_top < w->srv->cfg.max_conns);
@@ -694,15 +694,15 @@ void conn_finish_close(struct rh_conn *c)
 
 void conn_register_ops(struct rh_loop *loop)
 {
-    rh_loop_on(loop, CONN_OP_ACCEPT, accept_on_completion);
+    rh_loop_on(loop, CONN_OP_ACCEPT, conn_accept_on_completion);
     rh_loop_on(loop, CONN_OP_RECV, on_recv);
     rh_loop_on(loop, CONN_OP_SEND, on_send);
-    loop->before_submit = worker_flush;
+    loop->before_submit = conn_flush_dirty;
 }
 
 /* The ring has exited: no op of any connection is in flight any more (or never will
  * complete). Requests still out (on the pool) become orphans; the rest end here. */
-void worker_abandon_requests(struct rh_worker *w)
+void conn_abandon_requests(struct rh_worker *w)
 {
     for (uint32_t i = 0; i < w->srv->cfg.max_conns; i++) {
         struct rh_conn *c = &w->conns[i];
@@ -712,9 +712,9 @@ void worker_abandon_requests(struct rh_worker *w)
             w->srv->proto->on_closed(c, true);
         if (c->in)
             in_block_put(w, c->in);
-        spill_free(c);
-        obuf_release(w, &c->wbuf);
-        obuf_release(w, &c->pbuf);
+        conn_spill_free(c);
+        conn_obuf_release(w, &c->wbuf);
+        conn_obuf_release(w, &c->pbuf);
         close(c->fd);
         c->fd = -1;
     }
@@ -722,7 +722,7 @@ void worker_abandon_requests(struct rh_worker *w)
 }
 
 /* Graceful stop: idle connections go now; busy ones finish their request, then close. */
-void worker_close_all(struct rh_worker *w, bool idle_only)
+void conn_close_all(struct rh_worker *w, bool idle_only)
 {
     for (uint32_t i = 0; i < w->srv->cfg.max_conns; i++) {
         struct rh_conn *c = &w->conns[i];

@@ -32,14 +32,14 @@ void conn_close(struct rh_conn *c);
 /* Completes a close once no op of ours references the fd (a body source calls it when its
  * last op on a closing connection comes back: C_BODY_INFLIGHT). */
 void conn_finish_close(struct rh_conn *c);
-void worker_flush(struct rh_loop *loop);
-void worker_close_all(struct rh_worker *w, bool idle_only);
-void worker_abandon_requests(struct rh_worker *w); /* the ring is gone: orphan them all */
+void conn_flush_dirty(struct rh_loop *loop);
+void conn_close_all(struct rh_worker *w, bool idle_only);
+void conn_abandon_requests(struct rh_worker *w); /* the ring is gone: orphan them all */
 void conn_open(struct rh_worker *w, int fd); /* a slot must be free */
 
 /* accept.c */
 void conn_arm_accept(struct rh_worker *w);
-void accept_on_completion(struct rh_loop *loop, const struct io_uring_cqe *cqe);
+void conn_accept_on_completion(struct rh_loop *loop, const struct io_uring_cqe *cqe);
 
 /* conn_idle.c: idle (keep-alive or fresh, nothing pending) connections, oldest first */
 bool conn_is_idle(const struct rh_conn *c);
@@ -48,16 +48,16 @@ void conn_idle_remove(struct rh_conn *c); /* O(1); no-op if not listed */
 struct rh_conn *conn_idle_pop(struct rh_worker *w); /* the oldest idle, unlisted, or NULL */
 
 /* conn_bufs.c: input waiting for room, and connections waiting for provided buffers */
-bool spill_append(struct rh_conn *c, const char *data, uint32_t n); /* false past the bound */
-uint32_t spill_take(struct rh_conn *c, char *dst, uint32_t room); /* bytes moved to dst */
-void spill_free(struct rh_conn *c);
-void starved_push(struct rh_conn *c); /* recv ended with -ENOBUFS: wait for buffers */
-void starved_remove(struct rh_conn *c);
-struct rh_conn *starved_pop(struct rh_worker *w); /* the oldest, or NULL */
-unsigned starved_free_buffers(const struct rh_worker *w);
+bool conn_spill_append(struct rh_conn *c, const char *data, uint32_t n); /* false past the bound */
+uint32_t conn_spill_take(struct rh_conn *c, char *dst, uint32_t room); /* bytes moved to dst */
+void conn_spill_free(struct rh_conn *c);
+void conn_starved_push(struct rh_conn *c); /* recv ended with -ENOBUFS: wait for buffers */
+void conn_starved_remove(struct rh_conn *c);
+struct rh_conn *conn_starved_pop(struct rh_worker *w); /* the oldest, or NULL */
+unsigned conn_starved_free_buffers(const struct rh_worker *w);
 
 /* conn_bufs.c: output buffers */
-void obuf_release(struct rh_worker *w, struct rh_obuf *b);
-char *obuf_reserve(struct rh_worker *w, struct rh_obuf *b, size_t n);
+void conn_obuf_release(struct rh_worker *w, struct rh_obuf *b);
+char *conn_obuf_reserve(struct rh_worker *w, struct rh_obuf *b, size_t n);
 
 #endif

@@ -11,7 +11,7 @@
 
 /* ---- the spill ---- */
 
-bool spill_append(struct rh_conn *c, const char *data, uint32_t n)
+bool conn_spill_append(struct rh_conn *c, const char *data, uint32_t n)
 {
     if (c->spill_len + n > RH_SPILL_MAX)
         return false;
@@ -30,18 +30,18 @@ bool spill_append(struct rh_conn *c, const char *data, uint32_t n)
     return true;
 }
 
-uint32_t spill_take(struct rh_conn *c, char *dst, uint32_t room)
+uint32_t conn_spill_take(struct rh_conn *c, char *dst, uint32_t room)
 {
     uint32_t left = c->spill_len - c->spill_off;
     uint32_t n = room < left ? room : left;
     memcpy(dst, c->spill + c->spill_off, n);
     c->spill_off += n;
     if (c->spill_off == c->spill_len)
-        spill_free(c); /* rare and short-lived: not kept */
+        conn_spill_free(c); /* rare and short-lived: not kept */
     return n;
 }
 
-void spill_free(struct rh_conn *c)
+void conn_spill_free(struct rh_conn *c)
 {
     mi_free(c->spill);
     c->spill = NULL;
@@ -50,7 +50,7 @@ void spill_free(struct rh_conn *c)
 
 /* ---- the starved list ---- */
 
-void starved_push(struct rh_conn *c)
+void conn_starved_push(struct rh_conn *c)
 {
     struct rh_worker *w = c->w;
     if (c->flags & C_STARVED)
@@ -65,7 +65,7 @@ void starved_push(struct rh_conn *c)
     w->starved_tail = c;
 }
 
-void starved_remove(struct rh_conn *c)
+void conn_starved_remove(struct rh_conn *c)
 {
     struct rh_worker *w = c->w;
     if (!(c->flags & C_STARVED))
@@ -84,22 +84,22 @@ void starved_remove(struct rh_conn *c)
 
 /* Between loop iterations every provided buffer is either held by a connection or back in
  * the ring (published right after the flush), so the count is exact. */
-unsigned starved_free_buffers(const struct rh_worker *w)
+unsigned conn_starved_free_buffers(const struct rh_worker *w)
 {
     return w->loop.bufs.count - w->held_total;
 }
 
-struct rh_conn *starved_pop(struct rh_worker *w)
+struct rh_conn *conn_starved_pop(struct rh_worker *w)
 {
     struct rh_conn *c = w->starved_head;
     if (c)
-        starved_remove(c);
+        conn_starved_remove(c);
     return c;
 }
 
 /* ---- output buffers ---- */
 
-char *obuf_reserve(struct rh_worker *w, struct rh_obuf *b, size_t n)
+char *conn_obuf_reserve(struct rh_worker *w, struct rh_obuf *b, size_t n)
 {
     if (b->len + n <= b->cap)
         return b->data + b->len;
@@ -115,13 +115,13 @@ char *obuf_reserve(struct rh_worker *w, struct rh_obuf *b, size_t n)
     size_t cap = b->cap ? b->cap : RH_OUT_BLOCK;
     while (cap < need)
         cap *= 2;
-    char *nd = mi_malloc(cap); /* owner: the connection; freed by obuf_release */
+    char *nd = mi_malloc(cap); /* owner: the connection; freed by conn_obuf_release */
     if (!nd)
         return NULL;
     size_t len = b->len, sent = b->sent;
     if (len)
         memcpy(nd, b->data, len);
-    obuf_release(w, b);
+    conn_obuf_release(w, b);
     b->data = nd;
     b->cap = cap;
     b->len = len;
@@ -129,7 +129,7 @@ char *obuf_reserve(struct rh_worker *w, struct rh_obuf *b, size_t n)
     return b->data + b->len;
 }
 
-void obuf_release(struct rh_worker *w, struct rh_obuf *b)
+void conn_obuf_release(struct rh_worker *w, struct rh_obuf *b)
 {
     if (b->data) {
         if (b->cap != RH_OUT_BLOCK ||

@@ -136,7 +136,7 @@ struct rh_stats {
     _Atomic uint32_t open_conns;
 };
 
-static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
+static inline void conn_stat_add(_Atomic uint64_t *c, uint64_t v)
 {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
                           memory_order_relaxed);

@@ -87,7 +87,7 @@ static int trailer_byte(struct h1_parser *p, unsigned char ch, size_t max_head)
     case FR_TRAILER:
         if (ch == '\r')
             p->framing.state = FR_END_LF;
-        else if (parse_is_tchar(ch))
+        else if (h1_parse_is_tchar(ch))
             p->framing.state = FR_TRAILER_NAME; /* a space here would be obs-fold: 400 */
         else
             return 400;
@@ -95,7 +95,7 @@ static int trailer_byte(struct h1_parser *p, unsigned char ch, size_t max_head)
     case FR_TRAILER_NAME:
         if (ch == ':')
             p->framing.state = FR_TRAILER_VALUE;
-        else if (!parse_is_tchar(ch))
+        else if (!h1_parse_is_tchar(ch))
             return 400;
         return 0;
     case FR_TRAILER_VALUE:

@@ -9,7 +9,7 @@
 
 static uint64_t earlier(uint64_t a, uint64_t b) { return a < b ? a : b; }
 
-uint64_t body_rate_deadline(struct rh_conn *c, uint64_t gap_deadline_ms)
+uint64_t h1_body_rate_deadline(struct rh_conn *c, uint64_t gap_deadline_ms)
 {
     struct rh_req *r = c->req;
     const rh_config *cfg = &c->w->srv->cfg;
@@ -23,13 +23,13 @@ uint64_t body_rate_deadline(struct rh_conn *c, uint64_t gap_deadline_ms)
     return earlier(gap_deadline_ms, r->rate_start_ms + cfg->body_rate_window_ms);
 }
 
-void body_rate_progress(struct rh_conn *c, uint32_t bytes)
+void h1_body_rate_progress(struct rh_conn *c, uint32_t bytes)
 {
     if (c->req)
         c->req->rate_bytes += bytes;
 }
 
-bool body_rate_timer(struct rh_conn *c)
+bool h1_body_rate_timer(struct rh_conn *c)
 {
     struct rh_req *r = c->req;
     const rh_config *cfg = &c->w->srv->cfg;
@@ -45,7 +45,7 @@ bool body_rate_timer(struct rh_conn *c)
     uint64_t need = (uint64_t)cfg->min_body_rate * cfg->body_rate_window_ms / 1000;
     bool reading = (c->flags & C_RECV_ARMED) && !(c->flags & C_READ_STOPPED);
     if (reading && r->rate_bytes < need) {
-        stat_add(&c->w->stats.body_too_slow, 1);
+        conn_stat_add(&c->w->stats.body_too_slow, 1);
         return false;
     }
     r->rate_start_ms = now;

@@ -45,5 +45,5 @@ bool h1_body_stop(struct rh_req *r)
 void h1_body_done(struct rh_req *r)
 {
     r->body_src.ops = NULL;
-    req_complete(r);
+    h1_req_complete(r);
 }

@@ -5,19 +5,19 @@
 #include "http1/http1.h"
 
 /* The connection's input was compacted: a head still in it moved back by drop bytes. */
-void req_input_moved(struct rh_conn *c, uint32_t drop)
+void h1_req_input_moved(struct rh_conn *c, uint32_t drop)
 {
     if (c->req->base && !c->req->head_copy)
         c->req->base -= drop;
 }
 
-bool req_resp_started(const struct rh_req *r)
+bool h1_req_resp_started(const struct rh_req *r)
 {
     return (r->flags & R_RESP_STARTED) != 0;
 }
 
 /* Unanswered, and waiting only for a pool task or its ring timer (a peer's EOF gives it up). */
-bool req_only_waiting(const struct rh_req *r)
+bool h1_req_only_waiting(const struct rh_req *r)
 {
     return !(r->flags & R_RESP_STARTED) && (r->offload || r->app_timer_fn);
 }

@@ -70,14 +70,14 @@ struct h1_body_source {
 
 /* Pooled per worker; owned by its connection while attached (conn->req), and by whoever
  * completes it once the connection is gone (req->conn == NULL: an orphan whose answer is
- * dropped). Ends in req_end(), which returns it to the worker's free list. */
+ * dropped). Ends in h1_req_end(), which returns it to the worker's free list. */
 struct rh_req {
     struct rh_worker *w;
     struct rh_conn *conn;
     struct rh_req *next_free;
     uint32_t flags;
     int status;     /* of the response, once started */
-    uint16_t busy;  /* nesting of req_enter: the request is released only at 0 */
+    uint16_t busy;  /* nesting of h1_req_enter: the request is released only at 0 */
     uint8_t mw_pos; /* next middleware to run */
     uint8_t mw_ran; /* middlewares whose before ran: their after hooks run */
     bool lent;      /* on a pool thread: written and read only there (rh_respond captures) */

@@ -23,7 +23,7 @@ static struct h1_parser *conn_parser(struct rh_conn *c)
 }
 
 /* conn_proto.on_open: a fresh parser, with the server's limits, for a new connection. */
-void parse_conn_init(struct rh_conn *c)
+void h1_parse_conn_init(struct rh_conn *c)
 {
     h1_parser_init(conn_parser(c), &c->w->srv->cfg);
 }
@@ -32,7 +32,7 @@ void parse_conn_init(struct rh_conn *c)
 static void on_begin(struct rh_conn *c)
 {
     if (!c->req)
-        c->req = req_acquire(c->w, c);
+        c->req = h1_req_acquire(c->w, c);
     struct rh_req *r = c->req;
     r->base = c->in + c->in_off;
     h1_parser_set_head(conn_parser(c), r->headers);
@@ -56,7 +56,7 @@ static void keep_partial_head(struct rh_req *r, const struct h1_head *h)
 static void send_continue(struct rh_conn *c)
 {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    resp_write_raw(c, cont, sizeof(cont) - 1);
+    h1_resp_write_raw(c, cont, sizeof(cont) - 1);
 }
 
 /* The head is complete. Returns true if a body follows (read from the next call on, so
@@ -95,7 +95,7 @@ static int body_grow(struct rh_req *r, size_t need, size_t max)
         cap *= 2;
     if (cap > max)
         cap = max;
-    char *nb = mi_realloc(r->body_buf, cap); /* owner: the request; freed in req_end */
+    char *nb = mi_realloc(r->body_buf, cap); /* owner: the request; freed in h1_req_end */
     if (!nb)
         return -ENOMEM;
     r->body_buf = nb;
@@ -126,7 +126,7 @@ static int on_body(struct rh_req *r, const char *at, size_t len, size_t max)
 /* Parses from c->in_off and acts on the events, up to the end of the input, a head with a
  * body, or a dispatched request. Returns 0, or an HTTP status to fail the connection with
  * (then every byte is consumed: nothing after an error is trusted). */
-int parse_execute(struct rh_conn *c)
+int h1_parse_execute(struct rh_conn *c)
 {
     struct h1_event_data ev;
     for (;;) {
@@ -151,7 +151,7 @@ int parse_execute(struct rh_conn *c)
             break;
         }
         case H1_MESSAGE_COMPLETE:
-            req_dispatch(c->req);
+            h1_req_dispatch(c->req);
             return 0;
         case H1_ERROR:
             keep_partial_head(c->req, &ev.head);

@@ -107,7 +107,7 @@ static bool valid_name(const char *s, uint32_t len)
     if (len == 0)
         return false;
     for (uint32_t i = 0; i < len; i++)
-        if (!parse_is_tchar((unsigned char)s[i]))
+        if (!h1_parse_is_tchar((unsigned char)s[i]))
             return false;
     return true;
 }
@@ -333,7 +333,7 @@ static bool is_digit(unsigned char ch) { return ch >= '0' && ch <= '9'; }
  * checked here: TOKEN SP target SP HTTP/d.d CRLF, all of it already received. */
 static int status_for_bad_method(const char *start, const char *end)
 {
-    const char *q = skip_while(start, end, parse_is_tchar);
+    const char *q = skip_while(start, end, h1_parse_is_tchar);
     if (q == start || q == end || *q++ != ' ')
         return 400;
     const char *t = skip_while(q, end, is_target_char);

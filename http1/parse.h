@@ -96,7 +96,7 @@ enum h1_event h1_parse_next(struct h1_parser *p, const char *buf, size_t len, si
                             struct h1_event_data *out);
 
 /* RFC 9110 tchar: the bytes of a token (a method, a field name). */
-static inline bool parse_is_tchar(unsigned char ch)
+static inline bool h1_parse_is_tchar(unsigned char ch)
 {
     if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
         return true;

@@ -12,7 +12,7 @@
 #include "http1/http1.h"
 #include "conn/conn.h"
 
-struct rh_req *req_acquire(struct rh_worker *w, struct rh_conn *c)
+struct rh_req *h1_req_acquire(struct rh_worker *w, struct rh_conn *c)
 {
     struct rh_req *r = RH_FREELIST_POP(w->free_reqs, next_free);
     if (!r)
@@ -47,10 +47,10 @@ static void orphan_unlink(struct rh_req *r)
     r->orphan_listed = false;
 }
 
-void req_orphan(struct rh_req *r)
+void h1_req_orphan(struct rh_req *r)
 {
     struct rh_worker *w = r->w;
-    req_detach_head(r); /* no-op when offloaded: done before it left */
+    h1_req_detach_head(r); /* no-op when offloaded: done before it left */
     r->conn = NULL;
     if (!r->orphan_listed) {
         r->orphan_listed = true;
@@ -61,29 +61,29 @@ void req_orphan(struct rh_req *r)
         w->orphans = r;
     }
     if (r->on_writable)
-        resp_writable_ready(r); /* the writer learns the client is gone (-ECONNRESET) */
+        h1_resp_writable_ready(r); /* the writer learns the client is gone (-ECONNRESET) */
 }
 
-/* Orphans out on the pool come back through it (offload_stop) and end there. */
-void req_release_orphans(struct rh_worker *w)
+/* Orphans out on the pool come back through it (app_offload_stop) and end there. */
+void h1_req_release_orphans(struct rh_worker *w)
 {
     struct rh_req *r = w->orphans;
     while (r) {
         struct rh_req *next = r->orphan_next;
         if (!r->offload)
-            req_end(r);
+            h1_req_end(r);
         r = next;
     }
 }
 
 /* The connection answers in the request's place and goes on (closing after the answer);
  * the request itself stays valid for whoever still holds it, as when the client leaves. */
-void req_deadline(struct rh_req *r)
+void h1_req_deadline(struct rh_req *r)
 {
     struct rh_conn *c = r->conn;
     bool on_pool = r->offload != NULL;
     c->req = NULL;
-    req_orphan(r);
+    h1_req_orphan(r);
     r->w->srv->hooks->cancel(r); /* not started: it never will; running: rh_offload_check says so */
     conn_fail(c, on_pool ? 504 : 500);
     if ((c->flags & C_PAUSED) && !c->req && !(c->flags & C_CLOSING))
@@ -94,26 +94,26 @@ void req_deadline(struct rh_req *r)
 
 /* Where compaction may start: the live request's head while it is still referenced. A
  * request reading its body has its head copied out first, so a large body streams through. */
-const char *req_input_keep(struct rh_conn *c)
+const char *h1_req_input_keep(struct rh_conn *c)
 {
     struct rh_req *r = c->req;
     const char *parsed = c->in + c->in_off;
     if (!r || !r->base || r->head_copy)
         return parsed;
     if (c->phase == PH_BODY && !(r->flags & R_BODY_INLINE)) {
-        req_detach_head(r);
+        h1_req_detach_head(r);
         return parsed;
     }
     return r->base;
 }
 
-void req_end(struct rh_req *r)
+void h1_req_end(struct rh_req *r)
 {
     struct rh_worker *w = r->w;
     struct rh_conn *c = r->conn;
     if (c && c->req == r)
         c->req = NULL;
-    resp_writable_cancel(r);
+    h1_resp_writable_cancel(r);
     if (r->orphan_listed)
         orphan_unlink(r);
     struct rh_ctx *prev = ctx_enter(&r->ctx); /* destructors may read their request */
@@ -132,7 +132,7 @@ static uint32_t slice_end(struct rh_slice s) { return s.off + s.len; }
 
 /* Copies the head out of the connection's buffer so the buffer can move on (a large body
  * streaming through, or the connection closing under a running handler). */
-void req_detach_head(struct rh_req *r)
+void h1_req_detach_head(struct rh_req *r)
 {
     if (!r->base || r->head_copy)
         return;
@@ -144,34 +144,34 @@ void req_detach_head(struct rh_req *r)
             end = slice_end(r->headers[i].value);
     if ((r->flags & R_BODY_INLINE) && slice_end(r->body_inline) > end)
         end = slice_end(r->body_inline);
-    r->head_copy = mi_malloc(end ? end : 1); /* owner: the request; freed in req_end */
+    r->head_copy = mi_malloc(end ? end : 1); /* owner: the request; freed in h1_req_end */
     memcpy(r->head_copy, r->base, end);
     r->base = r->head_copy;
 }
 
-struct rh_ctx *req_enter(struct rh_req *r)
+struct rh_ctx *h1_req_enter(struct rh_req *r)
 {
     r->busy++;
     return ctx_enter(&r->ctx);
 }
 
-void req_leave(struct rh_req *r, struct rh_ctx *prev)
+void h1_req_leave(struct rh_req *r, struct rh_ctx *prev)
 {
     ctx_leave(prev);
     if (--r->busy == 0 && (r->flags & R_FINISHED)) {
         r->flags &= ~R_FINISHED;
-        req_complete(r);
+        h1_req_complete(r);
     }
 }
 
-void req_complete(struct rh_req *r)
+void h1_req_complete(struct rh_req *r)
 {
-    if (r->busy) { /* still on the stack: the outermost req_leave finishes it */
+    if (r->busy) { /* still on the stack: the outermost h1_req_leave finishes it */
         r->flags |= R_FINISHED;
         return;
     }
     struct rh_conn *c = r->conn;
-    req_end(r);
+    h1_req_end(r);
     if (c)
         conn_request_done(c);
 }
@@ -197,7 +197,7 @@ static void route_and_handle(struct rh_req *r)
 }
 
 /* Runs middlewares from mw_pos on, then the handler, until one suspends or answers. */
-void mw_continue(struct rh_req *r)
+void h1_mw_continue(struct rh_req *r)
 {
     const struct rh_server *srv = r->w->srv;
     while (r->mw_pos < srv->nmw) {
@@ -218,16 +218,16 @@ void mw_continue(struct rh_req *r)
     route_and_handle(r);
 }
 
-void req_dispatch(struct rh_req *r)
+void h1_req_dispatch(struct rh_req *r)
 {
     struct rh_conn *c = r->conn;
     c->phase = PH_HANDLER;
     c->flags |= C_PAUSED;
     if (!(c->flags & C_SEND_INFLIGHT)) /* the head's deadline ends; a write timeout does not */
         rh_timer_cancel(&r->w->loop.wheel, &c->timer);
-    struct rh_ctx *prev = req_enter(r);
-    mw_continue(r);
-    req_leave(r, prev);
+    struct rh_ctx *prev = h1_req_enter(r);
+    h1_mw_continue(r);
+    h1_req_leave(r, prev);
     /* Still unanswered (r is alive only then: c->req == r): the handler's deadline starts.
      * Armed here, not before the handler, so the common answer-at-once path costs no timer. */
     unsigned deadline_ms = c->w->srv->cfg.handler_timeout_ms;
@@ -237,9 +237,9 @@ void req_dispatch(struct rh_req *r)
 
 void rh_next(rh_req *r)
 {
-    struct rh_ctx *prev = req_enter(r);
-    mw_continue(r);
-    req_leave(r, prev);
+    struct rh_ctx *prev = h1_req_enter(r);
+    h1_mw_continue(r);
+    h1_req_leave(r, prev);
 }
 
 int rh_use(rh_server *srv, const rh_middleware *mw)

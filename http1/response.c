@@ -12,7 +12,7 @@
 
 static int out_append(struct rh_conn *c, const void *data, size_t len)
 {
-    char *p = obuf_reserve(c->w, &c->pbuf, len);
+    char *p = conn_obuf_reserve(c->w, &c->pbuf, len);
     if (!p)
         return -ENOMEM;
     memcpy(p, data, len);
@@ -20,7 +20,7 @@ static int out_append(struct rh_conn *c, const void *data, size_t len)
     return 0;
 }
 
-void resp_write_raw(struct rh_conn *c, const char *data, size_t len)
+void h1_resp_write_raw(struct rh_conn *c, const char *data, size_t len)
 {
     if (out_append(c, data, len) == 0)
         conn_mark_dirty(c);
@@ -28,7 +28,7 @@ void resp_write_raw(struct rh_conn *c, const char *data, size_t len)
 
 /* ---- the Date line ---- */
 
-void worker_refresh_date(struct rh_worker *w)
+void h1_refresh_date(struct rh_worker *w)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
@@ -73,14 +73,14 @@ static int write_head(struct rh_req *r, int status, const char *ctype, int64_t b
 {
     r->status = status;
     r->resp_body_len = body_len;
-    mw_run_after(r, status); /* middleware may add headers: before the size is known */
+    h1_mw_run_after(r, status); /* middleware may add headers: before the size is known */
     r->w->srv->hooks->after(r, status); /* observability: metrics, the access log */
     struct rh_conn *c = r->conn;
     struct rh_worker *w = r->w;
     const char *reason = rh_status_reason(status);
     size_t ctype_len = ctype ? strlen(ctype) : 0;
     size_t max = 128 + strlen(reason) + w->date_len + ctype_len + r->xhdr_len;
-    char *start = obuf_reserve(w, &c->pbuf, max);
+    char *start = conn_obuf_reserve(w, &c->pbuf, max);
     if (!start)
         return -ENOMEM;
     if (body_len < 0 && r->http_minor == 0)
@@ -131,7 +131,7 @@ static char *xhdr_reserve(struct rh_req *r, size_t n)
     size_t need = r->xhdr_len + n;
     if (need > r->xhdr_cap) {
         size_t cap = r->xhdr_cap * 2 > need ? r->xhdr_cap * 2 : need;
-        char *nx = mi_malloc(cap); /* owner: the request; freed in req_end */
+        char *nx = mi_malloc(cap); /* owner: the request; freed in h1_req_end */
         if (!nx)
             return NULL;
         memcpy(nx, r->xhdr, r->xhdr_len);
@@ -169,7 +169,7 @@ int rh_resp_header(rh_req *r, const char *name, const char *value)
 
 /* ---- for static.c ---- */
 
-int resp_header_lines(struct rh_req *r, const char *lines, size_t len)
+int h1_resp_header_lines(struct rh_req *r, const char *lines, size_t len)
 {
     if (r->flags & R_RESP_STARTED)
         return -EALREADY;
@@ -183,7 +183,7 @@ int resp_header_lines(struct rh_req *r, const char *lines, size_t len)
 
 /* A head announcing body_len bytes that the caller sends itself: a body source (static
  * files: h1_body_attach, then proceed once this head has drained, then h1_body_done). */
-int resp_head_only(struct rh_req *r, int status, const char *ctype, uint64_t body_len)
+int h1_resp_head_only(struct rh_req *r, int status, const char *ctype, uint64_t body_len)
 {
     if (r->flags & R_RESP_STARTED)
         return -EALREADY;
@@ -206,7 +206,7 @@ int rh_respond(rh_req *r, int status, const char *ctype, const void *body, size_
     if (!r->conn) { /* the client went away: nothing to send */
         r->status = status;
         r->flags |= R_RESP_STARTED;
-        req_complete(r);
+        h1_req_complete(r);
         return 0;
     }
     if (write_head(r, status, ctype, (int64_t)len) < 0) {
@@ -219,7 +219,7 @@ int rh_respond(rh_req *r, int status, const char *ctype, const void *body, size_
         return -ENOMEM;
     }
     conn_mark_dirty(r->conn);
-    req_complete(r);
+    h1_req_complete(r);
     return 0;
 }
 
@@ -275,7 +275,7 @@ int rh_resp_write(rh_req *r, const void *data, size_t len)
 static void stream_proceed(struct rh_req *r, void *self)
 {
     (void)self;
-    resp_writable_ready(r);
+    h1_resp_writable_ready(r);
 }
 
 /* stop: the client left (r->conn is NULL): the writer is called with -ECONNRESET and ends
@@ -283,7 +283,7 @@ static void stream_proceed(struct rh_req *r, void *self)
 static void stream_stop(struct rh_req *r, void *self)
 {
     (void)self;
-    resp_writable_ready(r);
+    h1_resp_writable_ready(r);
 }
 
 static const struct h1_body_ops stream_ops = {.proceed = stream_proceed, .stop = stream_stop};
@@ -302,11 +302,11 @@ int rh_resp_on_writable(rh_req *r, rh_writable_fn fn, void *udata)
     r->writable_udata = udata;
     h1_body_attach(r, &stream_ops, NULL); /* until the writer is called or cancelled */
     if (conn_out_queued(r->conn) <= RH_OUT_LOW)
-        resp_writable_ready(r); /* room already: at the next flush, outside this handler */
+        h1_resp_writable_ready(r); /* room already: at the next flush, outside this handler */
     return 0;
 }
 
-void resp_writable_ready(struct rh_req *r)
+void h1_resp_writable_ready(struct rh_req *r)
 {
     struct rh_worker *w = r->w;
     if (r->flags & R_WRITABLE_QUEUED)
@@ -328,7 +328,7 @@ static void writable_detach(struct rh_req *r)
         r->body_src.ops = NULL;
 }
 
-void resp_writable_cancel(struct rh_req *r)
+void h1_resp_writable_cancel(struct rh_req *r)
 {
     writable_detach(r);
     if (!(r->flags & R_WRITABLE_QUEUED))
@@ -352,7 +352,7 @@ void resp_writable_cancel(struct rh_req *r)
 /* Runs the queued callbacks, including those a callback queues again while there is room
  * (the flush below sends what they wrote). A bound per flush keeps a writer that only
  * re-registers from holding the ring: the rest run at the next flush. */
-void resp_run_writable(struct rh_worker *w)
+void h1_resp_run_writable(struct rh_worker *w)
 {
     for (unsigned budget = 1024; w->writable_head && budget > 0; budget--) {
         struct rh_req *r = w->writable_head;
@@ -363,9 +363,9 @@ void resp_run_writable(struct rh_worker *w)
         rh_writable_fn fn = r->on_writable;
         writable_detach(r);
         if (fn) {
-            struct rh_ctx *prev = req_enter(r);
+            struct rh_ctx *prev = h1_req_enter(r);
             fn(r, r->conn ? 0 : -ECONNRESET, r->writable_udata);
-            req_leave(r, prev);
+            h1_req_leave(r, prev);
         }
     }
 }
@@ -378,7 +378,7 @@ int rh_resp_end(rh_req *r)
         out_append(r->conn, "0\r\n\r\n", 5);
     if (r->conn)
         conn_mark_dirty(r->conn);
-    req_complete(r);
+    h1_req_complete(r);
     return 0;
 }
 
@@ -387,7 +387,7 @@ bool rh_resp_started(const rh_req *r)
     return (r->flags & R_RESP_STARTED) || (r->lent && r->captured);
 }
 
-int resp_error_keepalive(struct rh_req *r, int status)
+int h1_resp_error_keepalive(struct rh_req *r, int status)
 {
     const char *reason = rh_status_reason(status);
     if (status == 503)
@@ -397,7 +397,7 @@ int resp_error_keepalive(struct rh_req *r, int status)
     return rh_respond(r, status, "text/plain", reason, strlen(reason));
 }
 
-void mw_run_after(struct rh_req *r, int status)
+void h1_mw_run_after(struct rh_req *r, int status)
 {
     const struct rh_server *srv = r->w->srv;
     bool early = r->mw_pos == 0; /* rejected before the chain ran (parse error, limit) */
@@ -410,20 +410,20 @@ void mw_run_after(struct rh_req *r, int status)
 }
 
 /* The connection fails with status (conn_proto.on_fail): an error page if no answer has
- * started. Not in request.c: the fuzzer wraps req_acquire, which wraps calls from other
+ * started. Not in request.c: the fuzzer wraps h1_req_acquire, which wraps calls from other
  * objects only. */
-int resp_fail(struct rh_conn *c, int status)
+int h1_resp_fail(struct rh_conn *c, int status)
 {
     struct rh_req *r = c->req;
     if (!r)
-        r = c->req = req_acquire(c->w, c);
+        r = c->req = h1_req_acquire(c->w, c);
     if (r->flags & R_RESP_STARTED)
         return -EALREADY;
-    return resp_error(r, status);
+    return h1_resp_error(r, status);
 }
 
 /* A small error page; the connection closes after it (the input can't be trusted). */
-int resp_error(struct rh_req *r, int status)
+int h1_resp_error(struct rh_req *r, int status)
 {
     char body[96];
     const char *reason = rh_status_reason(status);

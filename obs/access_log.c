@@ -24,7 +24,7 @@ struct reopen_msg {
     int fd;
 };
 
-int access_log_open(rh_server *srv)
+int obs_access_log_open(rh_server *srv)
 {
     const char *path = srv->log_path;
     if (!path || strcmp(path, "off") == 0) {
@@ -49,7 +49,7 @@ static void submit_write(struct rh_access_log *l)
     l->inflight = true;
 }
 
-void access_log_flush(struct rh_worker *w)
+void obs_access_log_flush(struct rh_worker *w)
 {
     struct rh_access_log *l = w->log;
     if (!l || l->inflight || l->len[l->active] == 0)
@@ -77,13 +77,13 @@ static void on_log_write(struct rh_loop *loop, const struct io_uring_cqe *cqe)
         l->old_fd = -1;
     }
     if (l->len[l->active] >= LOG_FLUSH_AT || w->draining)
-        access_log_flush(w);
+        obs_access_log_flush(w);
 }
 
 static void on_log_timer(struct rh_timer *t)
 {
     struct rh_access_log *l = (struct rh_access_log *)((char *)t - offsetof(struct rh_access_log, timer));
-    access_log_flush(l->w);
+    obs_access_log_flush(l->w);
     rh_loop_timer_arm(&l->w->loop, &l->timer, LOG_FLUSH_MS);
 }
 
@@ -102,7 +102,7 @@ static void on_reopen(struct rh_loop *loop, struct rh_msg *msg)
     mi_free(m);
 }
 
-void access_log_worker_start(struct rh_worker *w)
+void obs_access_log_worker_start(struct rh_worker *w)
 {
     if (w->srv->log_fd < 0)
         return;
@@ -119,7 +119,7 @@ void access_log_worker_start(struct rh_worker *w)
 }
 
 /* After the final drain: nothing in flight any more. */
-void access_log_worker_stop(struct rh_worker *w)
+void obs_access_log_worker_stop(struct rh_worker *w)
 {
     struct rh_access_log *l = w->log;
     if (!l)
@@ -240,12 +240,12 @@ static size_t format_line(struct rh_access_log *l, struct rh_req *r, int status,
     return (size_t)(p - out);
 }
 
-void access_log_line(struct rh_req *r, int status)
+void obs_access_log_line(struct rh_req *r, int status)
 {
     struct rh_access_log *l = r->w->log;
     unsigned a = l->active;
     if (l->len[a] + LOG_LINE_MAX > LOG_BUF) {
-        access_log_flush(r->w);
+        obs_access_log_flush(r->w);
         a = l->active;
         if (l->len[a] + LOG_LINE_MAX > LOG_BUF) {
             l->dropped++; /* both buffers busy: never block the ring for the log */
@@ -254,5 +254,5 @@ void access_log_line(struct rh_req *r, int status)
     }
     l->len[a] += (uint32_t)format_line(l, r, status, l->buf[a] + l->len[a]);
     if (l->len[a] >= LOG_FLUSH_AT)
-        access_log_flush(r->w);
+        obs_access_log_flush(r->w);
 }

@@ -9,17 +9,17 @@
 
 const unsigned rh_latency_bounds_ms[RH_LAT_BUCKETS] = {1, 2, 5, 10, 25, 50, 100, 250, 1000, 5000};
 
-void stats_count_response(struct rh_req *r, int status)
+void obs_count_response(struct rh_req *r, int status)
 {
     struct rh_stats *s = &r->w->stats;
     unsigned cls = (unsigned)status / 100;
-    stat_add(&s->by_class[cls < 6 ? cls : 5], 1);
+    conn_stat_add(&s->by_class[cls < 6 ? cls : 5], 1);
     uint64_t ms = r->w->loop.now_ms - r->started_ms;
     unsigned b = 0;
     while (b < RH_LAT_BUCKETS && ms > rh_latency_bounds_ms[b])
         b++;
-    stat_add(&s->latency[b], 1);
-    stat_add(&s->latency_sum_ms, ms);
+    conn_stat_add(&s->latency[b], 1);
+    conn_stat_add(&s->latency_sum_ms, ms);
 }
 
 static uint64_t load(const _Atomic uint64_t *c)
@@ -124,7 +124,7 @@ static void render_http(const rh_server *srv, struct out *o)
 }
 
 /* Registered by rh_server_metrics_route; pool figures are added by pool glue (offload.c). */
-void metrics_render_pool(const rh_server *srv, char *buf, size_t *len, size_t cap);
+void app_metrics_render_pool(const rh_server *srv, char *buf, size_t *len, size_t cap);
 
 static void on_metrics(rh_req *req, void *udata)
 {
@@ -133,7 +133,7 @@ static void on_metrics(rh_req *req, void *udata)
     struct out o = {buf, 0, sizeof(buf)};
     render_http(srv, &o);
     render_faults(srv, &o);
-    metrics_render_pool(srv, o.buf, &o.len, o.cap);
+    app_metrics_render_pool(srv, o.buf, &o.len, o.cap);
     rh_respond(req, 200, "text/plain; version=0.0.4", o.buf, o.len);
 }
 

@@ -31,17 +31,17 @@ struct rh_access_log {
 };
 
 /* request_id.c: "stamp-ring-counter" in hex, NUL-terminated (at most 36 characters) */
-void request_id_format(char out[40], uint32_t stamp, uint32_t ring, uint64_t n);
+void obs_request_id_format(char out[40], uint32_t stamp, uint32_t ring, uint64_t n);
 
 /* metrics.c */
 extern const unsigned rh_latency_bounds_ms[RH_LAT_BUCKETS]; /* ms: the buckets' upper bounds */
-void stats_count_response(struct rh_req *req, int status);
+void obs_count_response(struct rh_req *req, int status);
 
 /* access_log.c */
-int access_log_open(rh_server *srv);
-void access_log_worker_start(struct rh_worker *w);
-void access_log_worker_stop(struct rh_worker *w);
-void access_log_line(struct rh_req *req, int status);
-void access_log_flush(struct rh_worker *w);
+int obs_access_log_open(rh_server *srv);
+void obs_access_log_worker_start(struct rh_worker *w);
+void obs_access_log_worker_stop(struct rh_worker *w);
+void obs_access_log_line(struct rh_req *req, int status);
+void obs_access_log_flush(struct rh_worker *w);
 
 #endif

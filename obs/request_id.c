@@ -43,7 +43,7 @@ static size_t put_hex(char *p, uint64_t v, int min_digits)
     return (size_t)digits;
 }
 
-void request_id_format(char out[40], uint32_t stamp, uint32_t ring, uint64_t n)
+void obs_request_id_format(char out[40], uint32_t stamp, uint32_t ring, uint64_t n)
 {
     char *p = out;
     p += put_hex(p, stamp, 8);
@@ -60,7 +60,7 @@ static void make_id(struct rh_req *r)
     static _Thread_local uint32_t stamp;
     if (!stamp)
         stamp = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 12);
-    request_id_format(r->request_id, stamp, r->w->id, ++counter);
+    obs_request_id_format(r->request_id, stamp, r->w->id, ++counter);
 }
 
 static rh_mw_result request_id_before(rh_req *r, void *udata)

@@ -6,7 +6,7 @@
 #include <mimalloc.h>
 #include <stddef.h>
 
-int bulkhead_init(struct bulkhead *b, const char *name, unsigned cap, unsigned max_running)
+int pool_bulkhead_init(struct bulkhead *b, const char *name, unsigned cap, unsigned max_running)
 {
     if (cap < 2)
         cap = 2; /* with one cell a full cell's sequence equals the next producer's position */
@@ -18,13 +18,13 @@ int bulkhead_init(struct bulkhead *b, const char *name, unsigned cap, unsigned m
     return cells && b->name ? 0 : -ENOMEM;
 }
 
-void bulkhead_release(struct bulkhead *b)
+void pool_bulkhead_release(struct bulkhead *b)
 {
     mi_free(b->queue.cells);
     mi_free(b->name);
 }
 
-bool bulkhead_claim(struct bulkhead *b)
+bool pool_bulkhead_claim(struct bulkhead *b)
 {
     uint32_t n = atomic_load_explicit(&b->running, memory_order_relaxed);
     while (n < b->max_running)
@@ -34,7 +34,7 @@ bool bulkhead_claim(struct bulkhead *b)
     return false;
 }
 
-void bulkhead_unclaim(struct bulkhead *b)
+void pool_bulkhead_unclaim(struct bulkhead *b)
 {
     atomic_fetch_sub_explicit(&b->running, 1, memory_order_relaxed);
     /* A producer that saw every slot held did not wake anyone for its task: this thread is
@@ -45,13 +45,13 @@ void bulkhead_unclaim(struct bulkhead *b)
 
 /* Racy read-modify-write on purpose (threads of one bulkhead may overwrite each other's
  * update): an estimate, not a count. */
-void bulkhead_ran(struct bulkhead *b, uint64_t ns)
+void pool_bulkhead_ran(struct bulkhead *b, uint64_t ns)
 {
     uint64_t avg = atomic_load_explicit(&b->run_avg_ns, memory_order_relaxed);
     atomic_store_explicit(&b->run_avg_ns, avg - avg / 8 + ns / 8, memory_order_relaxed);
 }
 
-bool bulkhead_has_slot(const struct bulkhead *b)
+bool pool_bulkhead_has_slot(const struct bulkhead *b)
 {
     return atomic_load_explicit(&b->running, memory_order_relaxed) < b->max_running;
 }
@@ -59,7 +59,7 @@ bool bulkhead_has_slot(const struct bulkhead *b)
 /* Consumers race on above_until: each writes what its own observation implies, and the
  * worst a lost race does is shift the start of shedding by one task. The state is advisory;
  * the queue bound is the hard limit. */
-bool bulkhead_should_shed(struct bulkhead *b, const struct shed_policy *p, uint64_t waited_ns,
+bool pool_bulkhead_should_shed(struct bulkhead *b, const struct shed_policy *p, uint64_t waited_ns,
                           uint64_t now_ns, bool now_empty)
 {
     atomic_fetch_add_explicit(&b->dequeued, 1, memory_order_relaxed);

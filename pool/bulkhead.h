@@ -40,21 +40,21 @@ struct shed_policy {
 };
 
 /* 0 or -ENOMEM. cap < 2 is taken as 2 (the sequence scheme needs two cells). */
-int bulkhead_init(struct bulkhead *b, const char *name, unsigned cap, unsigned max_running);
-void bulkhead_release(struct bulkhead *b);
+int pool_bulkhead_init(struct bulkhead *b, const char *name, unsigned cap, unsigned max_running);
+void pool_bulkhead_release(struct bulkhead *b);
 
 /* Takes a slot if fewer than max_running are held. */
-bool bulkhead_claim(struct bulkhead *b);
+bool pool_bulkhead_claim(struct bulkhead *b);
 /* Gives a slot back; a full fence follows, so the caller's next look at the queues is
  * ordered after it (pairs with the producer's fence in pool.c: see group_wake_one). */
-void bulkhead_unclaim(struct bulkhead *b);
+void pool_bulkhead_unclaim(struct bulkhead *b);
 /* Producers: could a thread take a task from b now? (a slot is free) */
-bool bulkhead_has_slot(const struct bulkhead *b);
+bool pool_bulkhead_has_slot(const struct bulkhead *b);
 
 /* A task of b ran for ns. */
-void bulkhead_ran(struct bulkhead *b, uint64_t ns);
+void pool_bulkhead_ran(struct bulkhead *b, uint64_t ns);
 /* Typical run time: until measured, taken as long (BULKHEAD_RUN_UNKNOWN_NS). */
-static inline uint64_t bulkhead_run_avg(const struct bulkhead *b)
+static inline uint64_t pool_bulkhead_run_avg(const struct bulkhead *b)
 {
     return atomic_load_explicit(&b->run_avg_ns, memory_order_relaxed);
 }
@@ -62,7 +62,7 @@ static inline uint64_t bulkhead_run_avg(const struct bulkhead *b)
 
 /* Records the wait of a task just taken off b at now_ns and says whether to shed it.
  * now_empty: the pop left the queue empty, which ends an overload (as CoDel does). */
-bool bulkhead_should_shed(struct bulkhead *b, const struct shed_policy *p, uint64_t waited_ns,
+bool pool_bulkhead_should_shed(struct bulkhead *b, const struct shed_policy *p, uint64_t waited_ns,
                           uint64_t now_ns, bool now_empty);
 
 #endif

@@ -81,7 +81,7 @@ static void futex_wake(_Atomic uint32_t *word, uint32_t n)
  * does not matter which one a given token wakes.
  *
  * A producer whose bulkhead has every slot held wakes nobody: a thread holding a slot
- * looks at the queues again after it gives the slot back (bulkhead_unclaim's fence). */
+ * looks at the queues again after it gives the slot back (pool_bulkhead_unclaim's fence). */
 
 static void tokens_grant(struct crew *c, uint32_t n)
 {
@@ -133,9 +133,9 @@ static bool crew_wake_one(struct crew *c, struct bulkhead *b)
      * queue's seq store) then our load of idle, against the parker's store to idle then its
      * load of the queue. Without it the store could sit in our store buffer while we read a
      * stale idle == 0, and the parker could read the queue as empty: a lost wake-up. The
-     * same fence orders the publish before our load of b's slots (see bulkhead_unclaim). */
+     * same fence orders the publish before our load of b's slots (see pool_bulkhead_unclaim). */
     atomic_thread_fence(memory_order_seq_cst);
-    if (!bulkhead_has_slot(b) || !idle_take(c))
+    if (!pool_bulkhead_has_slot(b) || !idle_take(c))
         return false;
     tokens_grant(c, 1);
     return true;
@@ -245,7 +245,7 @@ static struct rh_task *crew_scan(struct crew *c, struct bulkhead **from)
     for (unsigned i = 0; i < n; i++) {
         unsigned k = (start + i) % n;
         struct bulkhead *b = &c->bulkheads[k];
-        if (rh_mpmc_size(&b->queue) == 0 || !bulkhead_claim(b))
+        if (rh_mpmc_size(&b->queue) == 0 || !pool_bulkhead_claim(b))
             continue;
         struct rh_task *t = rh_mpmc_pop(&b->queue);
         if (t) {
@@ -254,7 +254,7 @@ static struct rh_task *crew_scan(struct crew *c, struct bulkhead **from)
             *from = b;
             return t;
         }
-        bulkhead_unclaim(b);
+        pool_bulkhead_unclaim(b);
     }
     return NULL;
 }
@@ -361,7 +361,7 @@ static void task_run(struct crew *c, struct bulkhead *b, struct rh_task *t)
     const struct rh_pool *pool = c->pool;
     uint64_t now = pool->now_ns();
     uint64_t waited = now > t->submitted_ns ? now - t->submitted_ns : 0;
-    bool shed = bulkhead_should_shed(b, &pool->shed, waited, now,
+    bool shed = pool_bulkhead_should_shed(b, &pool->shed, waited, now,
                                      rh_mpmc_size(&b->queue) == 0);
     enum rh_task_state state = RH_TASK_DONE;
     _Atomic uint64_t *counter = &b->completed;
@@ -375,16 +375,16 @@ static void task_run(struct crew *c, struct bulkhead *b, struct rh_task *t)
         state = RH_TASK_SHED, counter = &b->shed;
     } else {
         /* Held deliveries wait for this task only if it is typically short. */
-        if (tls_nowners && bulkhead_run_avg(b) > HOLD_ACROSS_RUN_NS)
+        if (tls_nowners && pool_bulkhead_run_avg(b) > HOLD_ACROSS_RUN_NS)
             owners_wake(pool);
         atomic_store_explicit(&t->state, RH_TASK_RUNNING, memory_order_relaxed);
         tls_task = t;
         uint64_t t0 = rh_pool_now_ns();
         t->work(t);
-        bulkhead_ran(b, rh_pool_now_ns() - t0);
+        pool_bulkhead_ran(b, rh_pool_now_ns() - t0);
         tls_task = NULL;
     }
-    bulkhead_unclaim(b);
+    pool_bulkhead_unclaim(b);
     task_deliver(c, t, state, counter);
 }
 
@@ -571,7 +571,7 @@ static int crew_init(struct crew *c, struct rh_pool *pool, const char *name, uns
 static void crew_release(struct crew *c)
 {
     for (unsigned i = 0; c->bulkheads && i < c->nbulkheads; i++)
-        bulkhead_release(&c->bulkheads[i]);
+        pool_bulkhead_release(&c->bulkheads[i]);
     mi_free(c->bulkheads);
     mi_free(c->threads);
     mi_free(c->name);
@@ -589,7 +589,7 @@ static int shared_init(struct rh_pool *pool, const struct rh_pool_config *cfg)
         const struct rh_pool_group_config *g = i ? &cfg->groups[i - 1] : NULL;
         unsigned max = g && g->max_threads ? g->max_threads : share_of(threads, pct);
         unsigned qcap = g && g->queue_cap ? g->queue_cap : share_of(cap, pct);
-        ret = bulkhead_init(&c->bulkheads[i], g ? g->name : "default", qcap,
+        ret = pool_bulkhead_init(&c->bulkheads[i], g ? g->name : "default", qcap,
                             max < threads ? max : threads);
     }
     return ret;
@@ -663,7 +663,7 @@ static int pool_build(struct rh_pool *pool, const struct rh_pool_config *cfg)
         const struct rh_lane_config *l = &cfg->lanes[i];
         ret = crew_init(c, pool, l->name, 1, 1);
         ret = ret ? ret
-                  : bulkhead_init(&c->bulkheads[0], l->name,
+                  : pool_bulkhead_init(&c->bulkheads[0], l->name,
                                   l->queue_cap ? l->queue_cap : DEFAULT_QUEUE_CAP, 1);
     }
     return ret;

@@ -252,13 +252,13 @@ static int db_create(void)
     return rc == SQLITE_OK ? 0 : -EIO;
 }
 
-void demo_cleanup(void)
+void srv_demo_cleanup(void)
 {
     if (db_path[0])
         unlink(db_path);
 }
 
-int demo_routes_add(rh_server *srv, bool with_index)
+int srv_demo_routes_add(rh_server *srv, bool with_index)
 {
     int ret = 0;
     if (with_index)

@@ -5,8 +5,8 @@
 
 /* Registers /, /plaintext, /json, /echo, /healthz, /blocking (pool) and /db (a SQLite
  * database of 10,000 rows made now, read through the "db" lane). */
-int demo_routes_add(rh_server *srv, bool with_index); /* with_index: also "/" */
+int srv_demo_routes_add(rh_server *srv, bool with_index); /* with_index: also "/" */
 /* Removes the demo database file. */
-void demo_cleanup(void);
+void srv_demo_cleanup(void);
 
 #endif

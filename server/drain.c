@@ -35,12 +35,12 @@ bool rh_server_draining(const rh_server *srv)
 
 static void grace_wake(struct rh_timer *t) { (void)t; /* the loop re-checks the deadline */ }
 
-bool drain_grace_over(struct rh_worker *w)
+bool srv_drain_grace_over(struct rh_worker *w)
 {
     int how = atomic_load(&w->srv->stop_how);
     unsigned grace = w->srv->cfg.drain_grace_ms;
     if (how == RH_STOP_HANDOFF) {
-        listeners_worker_stop(w); /* the successor accepts from here on */
+        srv_listeners_worker_stop(w); /* the successor accepts from here on */
         if (w->open_conns == 0)
             return true; /* no kept-alive connection left to retire, and none can come */
     }

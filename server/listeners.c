@@ -84,13 +84,13 @@ static int open_own(rh_server *srv)
     return 0;
 }
 
-int listeners_open(rh_server *srv)
+int srv_listeners_open(rh_server *srv)
 {
     const rh_config *cfg = &srv->cfg;
     if (cfg->listen_fds_count == 0)
         return open_own(srv);
     /* Copied into listen_fds (nlisten) by rh_server_new; the server closes them (see
-     * listeners_worker_stop). */
+     * srv_listeners_worker_stop). */
     atomic_store(&srv->listen_holders, srv->nworkers);
     srv->bound_port = bound_port(srv->listen_fds[0]);
     return 0;
@@ -124,7 +124,7 @@ static void accept_nudge(struct rh_timer *t)
     rh_loop_timer_arm(&w->loop, &w->accept_nudge, ACCEPT_NUDGE_MS);
 }
 
-void listeners_worker_init(struct rh_worker *w)
+void srv_listeners_worker_init(struct rh_worker *w)
 {
     rh_server *srv = w->srv;
     if (srv->nlisten) {
@@ -151,7 +151,7 @@ static void close_shared(rh_server *srv)
  * socket that a successor or systemd also holds stays open there, its backlog intact. An
  * accept op holds its own reference to the socket until its cancel lands, and what it
  * accepts meanwhile is still served (conn.c). */
-void listeners_worker_stop(struct rh_worker *w)
+void srv_listeners_worker_stop(struct rh_worker *w)
 {
     if (w->accept_stopped)
         return;
@@ -172,7 +172,7 @@ void listeners_worker_stop(struct rh_worker *w)
         close_shared(w->srv); /* the last ring out: nobody arms an accept on them any more */
 }
 
-void listeners_close(rh_server *srv)
+void srv_listeners_close(rh_server *srv)
 {
     for (unsigned i = 0; srv->workers && i < srv->nworkers; i++)
         if (srv->workers[i].listen_fd >= 0) {

@@ -330,7 +330,7 @@ int main(int argc, char **argv)
     if (ret == 0)
         ret = add_noop_middleware(srv, cli.noop_middleware);
     if (ret == 0)
-        ret = demo_routes_add(srv, cli.root == NULL);
+        ret = srv_demo_routes_add(srv, cli.root == NULL);
     if (ret == 0)
         ret = rh_metrics_route(srv, "/metrics");
     if (ret == 0)
@@ -340,7 +340,7 @@ int main(int argc, char **argv)
     if (ret < 0) {
         explain_start_error(ret);
         rh_server_free(srv);
-        demo_cleanup();
+        srv_demo_cleanup();
         return 1;
     }
     if (!cli.cfg.quiet) {
@@ -367,6 +367,6 @@ int main(int argc, char **argv)
                                             : RH_STOP_GRACEFUL);
     ret = rh_server_wait(srv);
     rh_server_free(srv);
-    demo_cleanup();
+    srv_demo_cleanup();
     return ret < 0 ? 1 : 0;
 }

@@ -86,10 +86,10 @@ int rh_server_new(const rh_config *cfg, rh_server **out)
     srv->nlisten = srv->cfg.listen_fds_count;
     if (srv->nlisten)
         memcpy(srv->listen_fds, cfg->listen_fds, sizeof(int) * srv->nlisten);
-    srv->ready_fd = upgrade_take_ready_fd(&srv->cfg);
+    srv->ready_fd = srv_upgrade_take_ready_fd(&srv->cfg);
     srv->log_fd = -1;
-    srv->routes = router_new();
-    server_wire(srv);
+    srv->routes = app_router_new();
+    srv_wire(srv);
     pthread_mutex_init(&srv->start_lock, NULL);
     pthread_cond_init(&srv->start_cond, NULL);
     *out = srv;
@@ -157,8 +157,8 @@ static void begin_drain(struct rh_worker *w)
 {
     w->draining = true;
     w->drain_deadline_ms = w->loop.now_ms + w->srv->cfg.drain_timeout_ms;
-    listeners_worker_stop(w); /* stop accepting (listeners.c) */
-    worker_close_all(w, true);
+    srv_listeners_worker_stop(w); /* stop accepting (listeners.c) */
+    conn_close_all(w, true);
 }
 
 static void cancel_op(struct rh_worker *w, uint64_t user_data, unsigned flags)
@@ -174,10 +174,10 @@ static void worker_loop(struct rh_worker *w)
     for (;;) {
         if (rh_loop_run_once(&w->loop) < 0)
             break;
-        if (rh_loop_stop_requested(&w->loop) && !w->draining && drain_grace_over(w))
+        if (rh_loop_stop_requested(&w->loop) && !w->draining && srv_drain_grace_over(w))
             begin_drain(w); /* after the grace, if any (drain.c) */
         if (w->draining) {
-            worker_close_all(w, true); /* connections that became idle since */
+            conn_close_all(w, true); /* connections that became idle since */
             /* accept_armed: an accept's cancel still out may yet bring a connection */
             if ((w->open_conns == 0 && !w->accept_armed) ||
                 w->loop.now_ms >= w->drain_deadline_ms)
@@ -186,8 +186,8 @@ static void worker_loop(struct rh_worker *w)
                 rh_loop_timer_arm(&w->loop, &w->accept_timer, RH_WHEEL_TICK_MS);
         }
     }
-    worker_close_all(w, false);
-    access_log_flush(w);
+    conn_close_all(w, false);
+    obs_access_log_flush(w);
     for (unsigned spins = 0; w->log && w->log->inflight && spins < 100; spins++)
         rh_loop_run_once(&w->loop); /* let the log write land before cancelling */
     w->loop.finishing = true;
@@ -203,8 +203,8 @@ static void worker_loop(struct rh_worker *w)
         cancel_op(w, 0, IORING_ASYNC_CANCEL_ANY);
         rh_loop_drain(&w->loop, 2000);
     }
-    access_log_worker_stop(w);
-    worker_abandon_requests(w);
+    obs_access_log_worker_stop(w);
+    conn_abandon_requests(w);
 }
 
 static void noop_timer(struct rh_timer *t) { (void)t; }
@@ -238,10 +238,10 @@ static void *worker_main(void *arg)
     }
     conn_register_ops(&w->loop);
     static_worker_start(w); /* static files: the ring's open-file cache (static.c) */
-    access_log_worker_start(w);
+    obs_access_log_worker_start(w);
     w->accept_timer.fn = noop_timer;
-    worker_refresh_date(w);
-    listeners_worker_init(w);
+    h1_refresh_date(w);
+    srv_listeners_worker_init(w);
     conn_arm_accept(w);
     signal_started(w, 0);
     worker_loop(w);
@@ -294,22 +294,22 @@ int rh_server_start(rh_server *srv)
         srv->workers[i].listen_fd = -1;
         srv->workers[i].loop.wake_fd = -1; /* a worker that never starts owns no eventfd */
     }
-    int ret = access_log_open(srv);
+    int ret = obs_access_log_open(srv);
     if (ret == 0)
-        ret = offload_start(srv);
+        ret = app_offload_start(srv);
     if (ret == 0)
-        ret = listeners_open(srv);
+        ret = srv_listeners_open(srv);
     if (ret == 0)
         ret = spawn_workers(srv);
     if (ret == 0)
-        ret = pid_file_write(srv);
+        ret = srv_pid_file_write(srv);
     if (ret < 0) {
         rh_server_shutdown(srv, RH_STOP_DRAIN);
         rh_server_wait(srv);
-        listeners_close(srv);
+        srv_listeners_close(srv);
         return ret;
     }
-    upgrade_notify_ready(srv); /* a predecessor waiting to hand over may go now */
+    srv_upgrade_notify_ready(srv); /* a predecessor waiting to hand over may go now */
     return 0;
 }
 
@@ -325,7 +325,7 @@ int rh_server_wait(rh_server *srv)
         }
     }
     srv->threads_live = false;
-    offload_stop(srv); /* after the rings: runs what is queued, ends those requests */
+    app_offload_stop(srv); /* after the rings: runs what is queued, ends those requests */
     return srv->workers ? first_worker_error(srv) : 0;
 }
 
@@ -347,16 +347,16 @@ void rh_server_free(rh_server *srv)
     rh_server_wait(srv);
     for (unsigned i = 0; srv->workers && i < srv->nworkers; i++) {
         rh_loop_release(&srv->workers[i].loop);
-        offload_worker_free(&srv->workers[i]);
+        app_offload_worker_free(&srv->workers[i]);
         worker_free_mem(&srv->workers[i]);
     }
-    offload_free(srv);
+    app_offload_free(srv);
     app_free(srv); /* after the pool: lane hooks' deliveries are all in */
     static_free(srv); /* the mounts' directory fds (static.c) */
-    listeners_close(srv);
-    pid_file_remove(srv);
+    srv_listeners_close(srv);
+    srv_pid_file_remove(srv);
     mi_free(srv->workers);
-    router_free(srv->routes);
+    app_router_free(srv->routes);
     pthread_cond_destroy(&srv->start_cond);
     pthread_mutex_destroy(&srv->start_lock);
     mi_free((char *)srv->cfg.host);

@@ -30,7 +30,7 @@ extern char **environ;
 
 /* ---- the pid file ---- */
 
-int pid_file_write(rh_server *srv)
+int srv_pid_file_write(rh_server *srv)
 {
     const char *path = srv->cfg.pid_file;
     if (!path)
@@ -55,7 +55,7 @@ int pid_file_write(rh_server *srv)
 
 /* At free: removed only if it still names this process (after an upgrade it names the
  * successor, which owns it now). */
-void pid_file_remove(rh_server *srv)
+void srv_pid_file_remove(rh_server *srv)
 {
     const char *path = srv->cfg.pid_file;
     if (!path || !srv->workers)
@@ -74,7 +74,7 @@ void pid_file_remove(rh_server *srv)
 
 /* At rh_server_new, before any thread of ours runs (the environment is not thread-safe):
  * the predecessor's pipe, only with inherited sockets and only if it is a pipe. */
-int upgrade_take_ready_fd(const rh_config *cfg)
+int srv_upgrade_take_ready_fd(const rh_config *cfg)
 {
     const char *s = getenv(READY_ENV);
     if (!s)
@@ -89,7 +89,7 @@ int upgrade_take_ready_fd(const rh_config *cfg)
     return fd;
 }
 
-void upgrade_notify_ready(rh_server *srv)
+void srv_upgrade_notify_ready(rh_server *srv)
 {
     if (srv->ready_fd < 0)
         return;

@@ -19,8 +19,8 @@ static void http1_closed(struct rh_conn *c, bool abandoned)
     struct rh_req *r = c->req;
     c->req = NULL;
     if (c->flags & C_PAUSED) {
-        req_orphan(r);     /* its handler still runs: it ends the orphan */
-        offload_cancel(r); /* not started yet: it never will */
+        h1_req_orphan(r);     /* its handler still runs: it ends the orphan */
+        app_offload_cancel(r); /* not started yet: it never will */
         /* Abandoned: the ring is gone, a body source may not touch it (static_worker_stop
          * ends a transfer's request) */
         if (abandoned || !h1_body_stop(r))
@@ -29,38 +29,38 @@ static void http1_closed(struct rh_conn *c, bool abandoned)
     }
     if (abandoned)
         r->conn = NULL;
-    req_end(r);
+    h1_req_end(r);
 }
 
 static void http1_before_flush(struct rh_worker *w)
 {
-    worker_refresh_date(w);
-    resp_run_writable(w);
+    h1_refresh_date(w);
+    h1_resp_run_writable(w);
 }
 
 static void http1_after_flush(struct rh_worker *w)
 {
     (void)w;
-    offload_flush();
+    app_offload_flush();
 }
 
 static const struct conn_proto http1_proto = {
-    .on_open = parse_conn_init,
-    .on_input = parse_execute,
-    .input_keep = req_input_keep,
+    .on_open = h1_parse_conn_init,
+    .on_input = h1_parse_execute,
+    .input_keep = h1_req_input_keep,
     .on_writable = h1_on_writable,
-    .input_moved = req_input_moved,
-    .resp_started = req_resp_started,
-    .only_waiting = req_only_waiting,
-    .body_deadline = body_rate_deadline,
-    .body_progress = body_rate_progress,
-    .body_timer = body_rate_timer,
-    .on_deadline = req_deadline,
-    .on_fail = resp_fail,
+    .input_moved = h1_req_input_moved,
+    .resp_started = h1_req_resp_started,
+    .only_waiting = h1_req_only_waiting,
+    .body_deadline = h1_body_rate_deadline,
+    .body_progress = h1_body_rate_progress,
+    .body_timer = h1_body_rate_timer,
+    .on_deadline = h1_req_deadline,
+    .on_fail = h1_resp_fail,
     .on_closed = http1_closed,
     .before_flush = http1_before_flush,
     .after_flush = http1_after_flush,
-    .on_stop = req_release_orphans,
+    .on_stop = h1_req_release_orphans,
 };
 
 /* ---- HTTP/1's calls up: the app layer and observability ---- */
@@ -70,7 +70,7 @@ static const struct req_handler *app_match(struct rh_req *r, int *status, char *
 {
     rh_str path = rh_req_path(r);
     struct route_match m;
-    *status = router_match(r->w->srv->routes, rh_req_method(r), (r->flags & R_HEAD) != 0, path,
+    *status = app_router_match(r->w->srv->routes, rh_req_method(r), (r->flags & R_HEAD) != 0, path,
                            &m, allowed, allowed_len);
     if (*status != 404) { /* 405 keeps the parameters too, as the handlers of errors see them */
         uint32_t at = (uint32_t)(path.ptr - r->base);
@@ -86,9 +86,9 @@ static const struct req_handler *app_match(struct rh_req *r, int *status, char *
 /* After-hooks before each head is written: counters, then the access log line. */
 static void observe_after(struct rh_req *r, int status)
 {
-    stats_count_response(r, status);
+    obs_count_response(r, status);
     if (r->w->log)
-        access_log_line(r, status);
+        obs_access_log_line(r, status);
 }
 
 static const struct http_hooks app_hooks = {
@@ -98,12 +98,12 @@ static const struct http_hooks app_hooks = {
     .error = app_error,
     .respond_error = rh_respond_error,
     .req_end = app_req_end,
-    .cancel = offload_cancel,
-    .capture = offload_capture,
+    .cancel = app_offload_cancel,
+    .capture = app_offload_capture,
     .after = observe_after,
 };
 
-void server_wire(struct rh_server *srv)
+void srv_wire(struct rh_server *srv)
 {
     srv->proto = &http1_proto;
     srv->hooks = &app_hooks;

@@ -64,17 +64,17 @@ static void submit_open(struct static_xfer *x, const char *path, enum step_kind 
         .flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | extra_flags,
         .resolve = x->m->resolve,
     };
-    struct io_uring_sqe *sqe = xfer_sqe(x);
+    struct io_uring_sqe *sqe = static_xfer_sqe(x);
     io_uring_prep_openat2(sqe, x->m->root_fd, path, &x->how);
-    xfer_submit(x, sqe, k);
+    static_xfer_submit(x, sqe, k);
 }
 
 static void submit_statx(struct static_xfer *x, int dirfd, const char *path, int flags,
                          enum step_kind k)
 {
-    struct io_uring_sqe *sqe = xfer_sqe(x);
+    struct io_uring_sqe *sqe = static_xfer_sqe(x);
     io_uring_prep_statx(sqe, dirfd, path, flags, STATX_BASIC_STATS, &x->stx);
-    xfer_submit(x, sqe, k);
+    static_xfer_submit(x, sqe, k);
 }
 
 /* ---- answers ---- */
@@ -113,7 +113,7 @@ static void xfer_fail(struct static_xfer *x, int status)
 {
     struct rh_req *r = x->req;
     r->xhdr_len = x->xhdr_mark; /* no validators on an error page */
-    xfer_free(x);
+    static_xfer_free(x);
     answer_error(r, status);
 }
 
@@ -141,7 +141,7 @@ static void redirect_to_dir(struct static_xfer *x)
         n += q.len;
     }
     loc[n] = 0;
-    xfer_free(x);
+    static_xfer_free(x);
     static const char body[] = "Moved Permanently\n";
     if (rh_resp_header(r, "Location", loc) < 0) {
         answer_error(r, 400);
@@ -206,7 +206,7 @@ static void add_content_range(struct rh_req *r, bool unsatisfiable, uint64_t fir
     *p++ = '/';
     p += rh_fmt_u64(p, size);
     p = PUT_LIT(p, "\r\n");
-    resp_header_lines(r, line, (size_t)(p - line));
+    h1_resp_header_lines(r, line, (size_t)(p - line));
 }
 
 /* ---- bodies ---- */
@@ -220,11 +220,11 @@ static void serve(struct static_xfer *x)
     const struct fentry *e = x->e;
     int status = preconditions(r, e);
     x->xhdr_mark = r->xhdr_len;
-    resp_header_lines(r, e->hdrs, e->hdrs_len);
+    h1_resp_header_lines(r, e->hdrs, e->hdrs_len);
     if (x->m->cc_line)
-        resp_header_lines(r, x->m->cc_line, x->m->cc_len);
+        h1_resp_header_lines(r, x->m->cc_line, x->m->cc_len);
     if (status == 304 || status == 412) {
-        xfer_free(x);
+        static_xfer_free(x);
         if (status == 304)
             rh_respond(r, 304, NULL, NULL, 0);
         else
@@ -242,7 +242,7 @@ static void serve(struct static_xfer *x)
             break;
         case RANGE_UNSATISFIABLE:
             add_content_range(r, true, 0, 0, e->size);
-            xfer_free(x);
+            static_xfer_free(x);
             rh_respond(r, 416, "text/plain; charset=utf-8", "Range Not Satisfiable\n", 22);
             return;
         case RANGE_NONE:
@@ -257,7 +257,7 @@ static void serve(struct static_xfer *x)
         /* HEAD: Content-Length, no body. A small file already in memory: no op on the ring
          * at all (rh_respond copies the bytes before the entry's reference goes). */
         rh_respond(r, x->status, x->ctype, e->data ? e->data + first : NULL, len);
-        xfer_free(x);
+        static_xfer_free(x);
         return;
     }
     body_start(x, first, len);
@@ -270,7 +270,7 @@ static bool orphaned(struct static_xfer *x)
     if (x->req->conn)
         return false;
     struct rh_req *r = x->req;
-    xfer_free(x);
+    static_xfer_free(x);
     rh_respond(r, 499, NULL, NULL, 0); /* nobody to answer: just end it */
     return true;
 }
@@ -279,7 +279,7 @@ static void body_start(struct static_xfer *x, uint64_t first, uint64_t len)
 {
     struct static_ring *sr = x->sr;
     if (len > COPY_MAX || len >= x->m->splice_min) {
-        xfer_body_start(x, first, len); /* static_xfer.c: sendfile, splice or read/send */
+        static_xfer_body_start(x, first, len); /* static_xfer.c: sendfile, splice or read/send */
         return;
     }
     x->off = first;
@@ -288,15 +288,15 @@ static void body_start(struct static_xfer *x, uint64_t first, uint64_t len)
      * one byte more: a file rewritten in place since its statx (longer or shorter) is
      * then caught here, before any byte is sent, and opened afresh (copy_done). */
     uint32_t want = (uint32_t)len + (first + len == x->e->size);
-    char *buf = obuf_reserve(sr->w, &x->block, want);
+    char *buf = conn_obuf_reserve(sr->w, &x->block, want);
     if (!buf) {
         xfer_fail(x, 503);
         return;
     }
     x->mode = M_COPY;
-    struct io_uring_sqe *sqe = xfer_sqe(x);
+    struct io_uring_sqe *sqe = static_xfer_sqe(x);
     io_uring_prep_read(sqe, x->e->fd, buf, want, first);
-    xfer_submit(x, sqe, K_READ);
+    static_xfer_submit(x, sqe, K_READ);
 }
 
 /* The entry no longer describes the file (it changed in place since its last statx): drop
@@ -309,10 +309,10 @@ static void reopen_stale(struct static_xfer *x)
         xfer_fail(x, 503);
         return;
     }
-    fcache_unlink(sr, e);
+    static_cache_unlink(sr, e);
     x->e = NULL;
-    fentry_put(sr, e);
-    obuf_release(sr->w, &x->block);
+    static_fentry_put(sr, e);
+    conn_obuf_release(sr->w, &x->block);
     x->req->xhdr_len = x->xhdr_mark; /* serve() added the stale validators */
     x->mode = M_NONE;
     x->retried = true;
@@ -343,10 +343,10 @@ static void copy_done(struct static_xfer *x, int res)
     int status = x->status;
     const char *ctype = x->ctype;
     struct rh_obuf block = x->block;
-    x->block = (struct rh_obuf){0}; /* keep it past xfer_free: rh_respond copies from it */
-    xfer_free(x);
+    x->block = (struct rh_obuf){0}; /* keep it past static_xfer_free: rh_respond copies from it */
+    static_xfer_free(x);
     rh_respond(r, status, ctype, block.data, (size_t)res);
-    obuf_release(w, &block);
+    conn_obuf_release(w, &block);
 }
 
 
@@ -385,26 +385,26 @@ static void on_stat(struct static_xfer *x, int res)
         return;
     }
     fcntl(x->fd, F_SETFL, 0); /* O_NONBLOCK only guarded the open: reads may wait for disk */
-    struct fentry *e = fcache_insert(x->sr, x);
+    struct fentry *e = static_cache_insert(x->sr, x);
     if (!e) {
         xfer_fail(x, 503);
         return;
     }
-    x->e = fentry_get(e);
+    x->e = static_fentry_get(e);
     serve(x);
 }
 
 static void on_checked(struct static_xfer *x, int res)
 {
     struct fentry *e = x->e;
-    if (res == 0 && fentry_same_file(e, &x->stx)) {
+    if (res == 0 && static_fentry_same_file(e, &x->stx)) {
         e->checked_ms = x->sr->w->loop.now_ms;
         serve(x);
         return;
     }
-    fcache_unlink(x->sr, e); /* changed, replaced or gone: open it afresh */
+    static_cache_unlink(x->sr, e); /* changed, replaced or gone: open it afresh */
     x->e = NULL;
-    fentry_put(x->sr, e);
+    static_fentry_put(x->sr, e);
     submit_open(x, x->path, K_OPEN, 0);
 }
 
@@ -419,7 +419,7 @@ static void on_file_cqe(struct rh_loop *loop, const struct io_uring_cqe *cqe)
 {
     rh_loop_op_done(loop);
     struct static_ring *sr = ((struct rh_worker *)loop->owner)->fstatic;
-    struct static_xfer *x = sr ? xfer_of(sr, cqe->user_data) : NULL;
+    struct static_xfer *x = sr ? static_xfer_of(sr, cqe->user_data) : NULL;
     if (!x) { /* cannot happen: a transfer is freed only with nothing in flight */
         if (cqe->res >= 0 && (rh_ud_gen(cqe->user_data) & 15) == K_OPEN)
             close(cqe->res);
@@ -429,16 +429,16 @@ static void on_file_cqe(struct rh_loop *loop, const struct io_uring_cqe *cqe)
     enum step_kind k = (enum step_kind)(rh_ud_gen(cqe->user_data) & 15);
     struct rh_req *r = x->req;
     if (x->mode >= M_SEND) { /* M_SEND, M_SPLICE, M_SENDFILE */
-        xfer_on_streaming(x, k, cqe->res);
+        static_xfer_on_streaming(x, k, cqe->res);
         return;
     }
     if ((k == K_OPEN || k == K_PROBE) && cqe->res >= 0 && !r->conn)
-        x->fd = cqe->res; /* an orphan's new fd: closed by xfer_free in orphaned() */
+        x->fd = cqe->res; /* an orphan's new fd: closed by static_xfer_free in orphaned() */
     if (k == K_CHECK)
         x->e->revalidating = false; /* whoever asked, the next stale hit may ask again */
     if (orphaned(x))
         return;
-    struct rh_ctx *prev = req_enter(r); /* middleware after-hooks run from here */
+    struct rh_ctx *prev = h1_req_enter(r); /* middleware after-hooks run from here */
     switch (k) {
     case K_OPEN: on_opened(x, cqe->res); break;
     case K_STATX: on_stat(x, cqe->res); break;
@@ -447,19 +447,19 @@ static void on_file_cqe(struct rh_loop *loop, const struct io_uring_cqe *cqe)
     case K_READ: copy_done(x, cqe->res); break;
     default: xfer_fail(x, 500); break;
     }
-    req_leave(r, prev);
+    h1_req_leave(r, prev);
 }
 
 static void lookup(struct static_xfer *x)
 {
     struct static_ring *sr = x->sr;
-    struct fentry *e = fcache_find(sr, x->m, x->path, x->path_len);
+    struct fentry *e = static_cache_find(sr, x->m, x->path, x->path_len);
     if (!e) {
         submit_open(x, x->path, K_OPEN, 0);
         return;
     }
-    fcache_touch(sr, e);
-    x->e = fentry_get(e);
+    static_cache_touch(sr, e);
+    x->e = static_fentry_get(e);
     if (e->revalidating || sr->w->loop.now_ms - e->checked_ms < x->m->valid_ms) {
         serve(x); /* the hot path: no op on the ring before the body */
         return;
@@ -484,7 +484,7 @@ void static_handle(struct rh_req *r, const struct static_mount *m)
         answer_error(r, 404);
         return;
     }
-    struct static_xfer *x = sr ? xfer_new(sr, r, m) : NULL;
+    struct static_xfer *x = sr ? static_xfer_new(sr, r, m) : NULL;
     if (!x) {
         answer_error(r, 503);
         return;
@@ -556,13 +556,13 @@ void static_worker_stop(struct rh_worker *w)
             struct rh_req *r = x->req;
             if (r->body_src.self == x)
                 r->body_src.ops = NULL;
-            xfer_free(x);
+            static_xfer_free(x);
             r->conn = NULL;
-            req_end(r);
+            h1_req_end(r);
         }
     }
     while (sr->lru_first)
-        fcache_unlink(sr, sr->lru_first);
+        static_cache_unlink(sr, sr->lru_first);
     for (unsigned i = 0; i < sr->npipes; i++) {
         close(sr->pipes[i].fd[0]);
         close(sr->pipes[i].fd[1]);

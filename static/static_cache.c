@@ -46,7 +46,7 @@ static uint32_t key_hash(const struct static_mount *m, const char *path, size_t 
     return h;
 }
 
-struct fentry *fcache_find(struct static_ring *sr, const struct static_mount *m,
+struct fentry *static_cache_find(struct static_ring *sr, const struct static_mount *m,
                            const char *path, size_t len)
 {
     uint32_t h = key_hash(m, path, len);
@@ -80,7 +80,7 @@ static void lru_push_front(struct static_ring *sr, struct fentry *e)
         sr->lru_last = e;
 }
 
-void fcache_touch(struct static_ring *sr, struct fentry *e)
+void static_cache_touch(struct static_ring *sr, struct fentry *e)
 {
     lru_remove(sr, e);
     lru_push_front(sr, e);
@@ -94,7 +94,7 @@ static void entry_free(struct static_ring *sr, struct fentry *e)
 }
 
 /* Takes e out of the table; it lives on while transfers hold references. */
-void fcache_unlink(struct static_ring *sr, struct fentry *e)
+void static_cache_unlink(struct static_ring *sr, struct fentry *e)
 {
     if (!e->linked)
         return;
@@ -109,19 +109,19 @@ void fcache_unlink(struct static_ring *sr, struct fentry *e)
         entry_free(sr, e);
 }
 
-struct fentry *fentry_get(struct fentry *e)
+struct fentry *static_fentry_get(struct fentry *e)
 {
     e->refs++;
     return e;
 }
 
-void fentry_put(struct static_ring *sr, struct fentry *e)
+void static_fentry_put(struct static_ring *sr, struct fentry *e)
 {
     if (--e->refs == 0 && !e->linked)
         entry_free(sr, e);
 }
 
-bool fentry_same_file(const struct fentry *e, const struct statx *st)
+bool static_fentry_same_file(const struct fentry *e, const struct statx *st)
 {
     return e->ino == st->stx_ino && e->dev_major == st->stx_dev_major &&
            e->dev_minor == st->stx_dev_minor && e->size == st->stx_size &&
@@ -154,7 +154,7 @@ static void entry_describe(struct fentry *e)
 /* Makes an entry of the file x opened (x->fd, x->stx) and links it, replacing one of the same
  * key (a concurrent miss for the same file) and evicting from the LRU end past the cap. NULL
  * if out of memory (x keeps its fd). */
-struct fentry *fcache_insert(struct static_ring *sr, struct static_xfer *x)
+struct fentry *static_cache_insert(struct static_ring *sr, struct static_xfer *x)
 {
     struct fentry *e = mi_zalloc(sizeof(*e) + x->path_len + 1); /* owner: the cache, then
                                                                    its last user */
@@ -174,9 +174,9 @@ struct fentry *fcache_insert(struct static_ring *sr, struct static_xfer *x)
     e->path_len = x->path_len;
     memcpy(e->path, x->path, x->path_len);
     entry_describe(e);
-    struct fentry *old = fcache_find(sr, x->m, x->path, x->path_len);
+    struct fentry *old = static_cache_find(sr, x->m, x->path, x->path_len);
     if (old)
-        fcache_unlink(sr, old);
+        static_cache_unlink(sr, old);
     struct fentry **bucket = &sr->buckets[e->hash & (sr->nbuckets - 1)];
     e->hnext = *bucket;
     *bucket = e;
@@ -184,6 +184,6 @@ struct fentry *fcache_insert(struct static_ring *sr, struct static_xfer *x)
     e->linked = true;
     sr->count++;
     while (sr->count > sr->cap)
-        fcache_unlink(sr, sr->lru_last);
+        static_cache_unlink(sr, sr->lru_last);
     return e;
 }

@@ -148,37 +148,37 @@ void static_handle(struct rh_req *r, const struct static_mount *m);
 
 /* ---- static_cache.c: the open-file cache ---- */
 
-struct fentry *fcache_find(struct static_ring *sr, const struct static_mount *m,
+struct fentry *static_cache_find(struct static_ring *sr, const struct static_mount *m,
                            const char *path, size_t len);
 /* A hit: to the front of the LRU. */
-void fcache_touch(struct static_ring *sr, struct fentry *e);
+void static_cache_touch(struct static_ring *sr, struct fentry *e);
 /* Makes an entry of the file x opened (x->fd, x->stx) and links it; NULL: out of memory. */
-struct fentry *fcache_insert(struct static_ring *sr, struct static_xfer *x);
+struct fentry *static_cache_insert(struct static_ring *sr, struct static_xfer *x);
 /* Takes e out of the table; it lives on while transfers hold references. */
-void fcache_unlink(struct static_ring *sr, struct fentry *e);
-struct fentry *fentry_get(struct fentry *e);
-void fentry_put(struct static_ring *sr, struct fentry *e);
-bool fentry_same_file(const struct fentry *e, const struct statx *st);
+void static_cache_unlink(struct static_ring *sr, struct fentry *e);
+struct fentry *static_fentry_get(struct fentry *e);
+void static_fentry_put(struct static_ring *sr, struct fentry *e);
+bool static_fentry_same_file(const struct fentry *e, const struct statx *st);
 /* Closes fd through the ring (or with close(2) once the ring is stopping); -1: nothing. */
 void static_close_fd(struct static_ring *sr, int fd);
 
 /* ---- static_xfer.c: transfers and the body pump ---- */
 
-struct static_xfer *xfer_new(struct static_ring *sr, struct rh_req *r,
+struct static_xfer *static_xfer_new(struct static_ring *sr, struct rh_req *r,
                              const struct static_mount *m);
 /* The live transfer a CQE's user_data names, or NULL. */
-struct static_xfer *xfer_of(struct static_ring *sr, uint64_t ud);
+struct static_xfer *static_xfer_of(struct static_ring *sr, uint64_t ud);
 /* Releases everything the transfer holds; the request is the caller's to end. */
-void xfer_free(struct static_xfer *x);
-/* An SQE for one of x's ops, counted in flight; the prep comes next, then xfer_submit()
+void static_xfer_free(struct static_xfer *x);
+/* An SQE for one of x's ops, counted in flight; the prep comes next, then static_xfer_submit()
  * (the prep helpers clear user_data). */
-struct io_uring_sqe *xfer_sqe(struct static_xfer *x);
-void xfer_submit(struct static_xfer *x, struct io_uring_sqe *sqe, enum step_kind k);
-/* Sends the head (already queued by resp_head_only) and the body [first, first + len) of
+struct io_uring_sqe *static_xfer_sqe(struct static_xfer *x);
+void static_xfer_submit(struct static_xfer *x, struct io_uring_sqe *sqe, enum step_kind k);
+/* Sends the head (already queued by h1_resp_head_only) and the body [first, first + len) of
  * x->e: by sendfile(2) from the ring thread while the pages are resident, else through
  * io-wq (splice, or read/send below splice_min). Ends the request when done. */
-void xfer_body_start(struct static_xfer *x, uint64_t first, uint64_t len);
+void static_xfer_body_start(struct static_xfer *x, uint64_t first, uint64_t len);
 /* A body op of x completed. */
-void xfer_on_streaming(struct static_xfer *x, enum step_kind k, int res);
+void static_xfer_on_streaming(struct static_xfer *x, enum step_kind k, int res);
 
 #endif

@@ -57,7 +57,7 @@ static uint64_t xfer_ud(const struct static_xfer *x, enum step_kind k)
 
 /* ---- transfers ---- */
 
-struct static_xfer *xfer_new(struct static_ring *sr, struct rh_req *r,
+struct static_xfer *static_xfer_new(struct static_ring *sr, struct rh_req *r,
                              const struct static_mount *m)
 {
     struct static_xfer *x = RH_FREELIST_POP(sr->free_xfers, next_free);
@@ -88,7 +88,7 @@ struct static_xfer *xfer_new(struct static_ring *sr, struct rh_req *r,
     return x;
 }
 
-struct static_xfer *xfer_of(struct static_ring *sr, uint64_t ud)
+struct static_xfer *static_xfer_of(struct static_ring *sr, uint64_t ud)
 {
     uint32_t idx = rh_ud_idx(ud);
     if (idx >= sr->nxfers)
@@ -133,14 +133,14 @@ static int pipe_acquire(struct static_ring *sr, struct static_xfer *x)
 
 /* Releases everything the transfer holds and returns it to the free list. The request is
  * the caller's to end. */
-void xfer_free(struct static_xfer *x)
+void static_xfer_free(struct static_xfer *x)
 {
     struct static_ring *sr = x->sr;
     if (x->e)
-        fentry_put(sr, x->e);
+        static_fentry_put(sr, x->e);
     static_close_fd(sr, x->fd);
     pipe_release(sr, x);
-    obuf_release(sr->w, &x->block);
+    conn_obuf_release(sr->w, &x->block);
     if (x->chunk) {
         if (sr->nchunks < SPARE_CHUNKS && !sr->stopping)
             sr->chunks[sr->nchunks++] = x->chunk;
@@ -153,9 +153,9 @@ void xfer_free(struct static_xfer *x)
     RH_FREELIST_PUSH(sr->free_xfers, x, next_free);
 }
 
-/* An SQE for one of x's ops, counted in flight; the prep comes next, then xfer_submit()
+/* An SQE for one of x's ops, counted in flight; the prep comes next, then static_xfer_submit()
  * (the prep helpers clear user_data). */
-struct io_uring_sqe *xfer_sqe(struct static_xfer *x)
+struct io_uring_sqe *static_xfer_sqe(struct static_xfer *x)
 {
     struct io_uring_sqe *sqe = rh_loop_sqe(&x->sr->w->loop);
     x->sr->w->loop.inflight++;
@@ -163,7 +163,7 @@ struct io_uring_sqe *xfer_sqe(struct static_xfer *x)
     return sqe;
 }
 
-void xfer_submit(struct static_xfer *x, struct io_uring_sqe *sqe, enum step_kind k)
+void static_xfer_submit(struct static_xfer *x, struct io_uring_sqe *sqe, enum step_kind k)
 {
     io_uring_sqe_set_data64(sqe, xfer_ud(x, k));
 }
@@ -179,10 +179,10 @@ static void pump_send(struct static_xfer *x, struct rh_conn *c)
     struct static_ring *sr = x->sr;
     struct io_uring_sqe *sqe;
     if (x->chunk_sent < x->chunk_len) {
-        sqe = xfer_sqe(x);
+        sqe = static_xfer_sqe(x);
         io_uring_prep_send(sqe, c->fd, x->chunk + x->chunk_sent, x->chunk_len - x->chunk_sent,
                            MSG_NOSIGNAL);
-        xfer_submit(x, sqe, K_SEND);
+        static_xfer_submit(x, sqe, K_SEND);
         arm_write_timer(c);
         return;
     }
@@ -194,9 +194,9 @@ static void pump_send(struct static_xfer *x, struct rh_conn *c)
         }
     }
     uint32_t n = x->left < CHUNK_SIZE ? (uint32_t)x->left : CHUNK_SIZE;
-    sqe = xfer_sqe(x);
+    sqe = static_xfer_sqe(x);
     io_uring_prep_read(sqe, x->e->fd, x->chunk, n, x->off);
-    xfer_submit(x, sqe, K_READ);
+    static_xfer_submit(x, sqe, K_READ);
 }
 
 /* A non-blocking socket makes sendfile and the pipe -> socket splice return when the socket
@@ -224,25 +224,25 @@ static void pump_splice(struct static_xfer *x, struct rh_conn *c)
     }
     if (x->pipe_bytes && x->want_poll) {
         x->want_poll = false;
-        sqe = xfer_sqe(x);
+        sqe = static_xfer_sqe(x);
         io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
-        xfer_submit(x, sqe, K_POLL);
+        static_xfer_submit(x, sqe, K_POLL);
         arm_write_timer(c);
         return;
     }
     if (x->pipe_bytes == 0) {
         uint32_t n = x->left < x->pipe_cap ? (uint32_t)x->left : x->pipe_cap;
-        sqe = xfer_sqe(x);
+        sqe = static_xfer_sqe(x);
         io_uring_prep_splice(sqe, x->e->fd, (int64_t)x->off, x->pipe[1], -1, n, 0);
         sqe->flags |= IOSQE_IO_LINK; /* the socket side follows at once; a short read
                                         breaks the link and the pump sends what came */
-        xfer_submit(x, sqe, K_SPLICE_IN);
+        static_xfer_submit(x, sqe, K_SPLICE_IN);
         x->splice_asked = n;
         x->pipe_bytes = n; /* provisional, corrected by the completion */
     }
-    sqe = xfer_sqe(x);
+    sqe = static_xfer_sqe(x);
     io_uring_prep_splice(sqe, x->pipe[0], -1, c->fd, -1, x->pipe_bytes, 0);
-    xfer_submit(x, sqe, K_SPLICE_OUT);
+    static_xfer_submit(x, sqe, K_SPLICE_OUT);
     arm_write_timer(c);
 }
 
@@ -284,9 +284,9 @@ static void pump_cold(struct static_xfer *x, struct rh_conn *c)
 static void poll_out(struct static_xfer *x, struct rh_conn *c)
 {
     x->want_poll = false;
-    struct io_uring_sqe *sqe = xfer_sqe(x);
+    struct io_uring_sqe *sqe = static_xfer_sqe(x);
     io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
-    xfer_submit(x, sqe, K_POLL);
+    static_xfer_submit(x, sqe, K_POLL);
     arm_write_timer(c);
 }
 
@@ -328,7 +328,7 @@ static void pump_sendfile(struct static_xfer *x, struct rh_conn *c, bool checked
     }
 }
 
-/* The head waits in the connection's output (resp_head_only); when nothing of the
+/* The head waits in the connection's output (h1_resp_head_only); when nothing of the
  * connection is being sent it goes out here with MSG_MORE, and the first sendfile follows
  * at once: the kernel builds full segments from both instead of a small one for the head.
  * A head sent only in part leaves its rest to the connection's own send. */
@@ -349,15 +349,15 @@ static void send_head_more(struct static_xfer *x, struct rh_conn *c)
 static void body_done(struct static_xfer *x);
 static const struct h1_body_ops xfer_body_ops;
 
-void xfer_body_start(struct static_xfer *x, uint64_t first, uint64_t len)
+void static_xfer_body_start(struct static_xfer *x, uint64_t first, uint64_t len)
 {
     struct rh_req *r = x->req;
     struct rh_conn *c = r->conn;
     x->off = first;
     x->left = len;
     x->mode = x->m->no_sendfile ? (len >= x->m->splice_min ? M_SPLICE : M_SEND) : M_SENDFILE;
-    if (resp_head_only(r, x->status, x->ctype, len) < 0) {
-        xfer_free(x);
+    if (h1_resp_head_only(r, x->status, x->ctype, len) < 0) {
+        static_xfer_free(x);
         if (c)
             conn_close(c); /* out of memory for the head: nothing sane to send */
         return;
@@ -387,7 +387,7 @@ static void body_done(struct static_xfer *x)
     struct rh_req *r = x->req;
     struct rh_conn *c = r->conn;
     rh_timer_cancel(&c->w->loop.wheel, &c->timer);
-    xfer_free(x);
+    static_xfer_free(x);
     h1_body_done(r);
 }
 
@@ -435,14 +435,14 @@ static void xfer_proceed(struct rh_req *r, void *self)
  * orphan already. Frees x and ends r. Ring thread. */
 static void xfer_stop(struct rh_req *r, void *self)
 {
-    xfer_free(self);
+    static_xfer_free(self);
     h1_body_done(r);
 }
 
 static const struct h1_body_ops xfer_body_ops = {.proceed = xfer_proceed, .stop = xfer_stop};
 
 /* A streaming op completed: account for it, then go on, or finish a close. */
-void xfer_on_streaming(struct static_xfer *x, enum step_kind k, int res)
+void static_xfer_on_streaming(struct static_xfer *x, enum step_kind k, int res)
 {
     struct rh_req *r = x->req;
     struct rh_conn *c = r->conn;

@@ -16,9 +16,9 @@
 
 /* Same names as ringhttp's and llhttp's internal functions, different meanings. */
 int conn_close(int x) { return x + 1; }
-int parse_execute(const char *s) { return (int)strlen(s); }
-int router_match(int a, int b) { return a * b; }
-int req_end(void) { return 7; }
+int h1_parse_execute(const char *s) { return (int)strlen(s); }
+int app_router_match(int a, int b) { return a * b; }
+int h1_req_end(void) { return 7; }
 int llhttp_init(void) { return 11; }
 
 static void on_ping(rh_req *req, void *udata)
@@ -76,8 +76,8 @@ static bool malloc_is_libc(void)
 
 int main(void)
 {
-    if (conn_close(1) != 2 || parse_execute("abc") != 3 || router_match(6, 7) != 42 ||
-        req_end() != 7 || llhttp_init() != 11)
+    if (conn_close(1) != 2 || h1_parse_execute("abc") != 3 || app_router_match(6, 7) != 42 ||
+        h1_req_end() != 7 || llhttp_init() != 11)
         return fail("the program's own functions were replaced"), 1;
     rh_config cfg;
     rh_config_init(&cfg);

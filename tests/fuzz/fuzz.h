@@ -8,7 +8,7 @@
  *   rh_loop_sqe          SQEs land in an array that fake_ring.c plays like a kernel would
  *   rh_loop_buf_recycle  provided buffers are tracked (each handed out, recycled once)
  *   shutdown, close      on our fake fds: recorded and checked, no syscall
- *   req_acquire          counts live requests (a context slot's destructor counts them down)
+ *   h1_req_acquire          counts live requests (a context slot's destructor counts them down)
  *   mi_*                 libc malloc, so ASan sees every block (it cannot see into mimalloc)
  *
  * Why not a real ring (rh_loop_init on the fuzzing thread)? It needs io_uring in the sandbox

@@ -269,7 +269,7 @@ static void live_destroy(void *v)
     W->live_reqs--;
 }
 
-/* Wrapped (-Wl,--wrap=req_acquire): a context slot whose destructor runs when it ends. */
+/* Wrapped (-Wl,--wrap=h1_req_acquire): a context slot whose destructor runs when it ends. */
 struct rh_req *__real_req_acquire(struct rh_worker *w, struct rh_conn *c);
 struct rh_req *__wrap_req_acquire(struct rh_worker *w, struct rh_conn *c);
 struct rh_req *__wrap_req_acquire(struct rh_worker *w, struct rh_conn *c)
@@ -287,8 +287,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     memset(big, 'b', sizeof(big));
     rh_config_init(&tmpl.cfg);
     tmpl.log_fd = -1;
-    tmpl.routes = router_new();
-    server_wire(&tmpl);
+    tmpl.routes = app_router_new();
+    srv_wire(&tmpl);
     rh_route(&tmpl, "GET", "/", h_hello, NULL);
     rh_route(&tmpl, "*", "/echo", h_echo, NULL);
     rh_route(&tmpl, "GET", "/items/:id", h_item, NULL);
@@ -346,7 +346,7 @@ static struct world *world_new(const uint8_t *ctrl, unsigned nstreams)
     w->loop.now_ms = 1000;
     rh_wheel_init(&w->loop.wheel, w->loop.now_ms);
     conn_register_ops(&w->loop);
-    worker_refresh_date(w);
+    h1_refresh_date(w);
     w->conns = W->conns;
     w->free_idx = W->free_idx;
     for (uint32_t i = 0; i < W->srv.cfg.max_conns; i++) /* as server.c: lowest slot first */
@@ -693,7 +693,7 @@ static void finish(struct world *W, unsigned end_style)
         FZ_CHECK(round < 64, "a connection never closes (slot 0: flags 0x%x phase %d)",
                  W->conns[0].flags, W->conns[0].phase);
         if (round == 0 && end_style >= 2)
-            worker_close_all(&W->w, end_style == 3);
+            conn_close_all(&W->w, end_style == 3);
         for (unsigned i = 0; round == 0 && i < k->nsocks; i++) {
             struct fz_sock *s = &k->socks[i];
             if (!s->fd_open || !s->bound || s->ended)

@@ -83,7 +83,7 @@ static void on_head(struct run *r, const struct h1_head *h, const char *end,
         CHECK(x->name.len > 0 && x->value.off + x->value.len <= cfg->max_header_size,
               "header %u", i);
         for (uint32_t k = 0; k < x->name.len; k++)
-            CHECK(parse_is_tchar((unsigned char)r->base[x->name.off + k]), "name byte");
+            CHECK(h1_parse_is_tchar((unsigned char)r->base[x->name.off + k]), "name byte");
         for (uint32_t k = 0; k < x->value.len; k++) {
             unsigned char ch = (unsigned char)r->base[x->value.off + k];
             CHECK(ch >= 0x20 ? ch != 0x7f : ch == '\t', "value byte %#x", ch);

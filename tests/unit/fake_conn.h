@@ -26,26 +26,26 @@ static inline void fake_init(struct fake *f, void (*tweak)(rh_config *cfg))
     rh_config_init(&f->srv.cfg);
     if (tweak)
         tweak(&f->srv.cfg);
-    f->srv.routes = router_new();
-    server_wire(&f->srv);
+    f->srv.routes = app_router_new();
+    srv_wire(&f->srv);
     f->w.srv = &f->srv;
     f->w.loop.owner = &f->w;
     rh_wheel_init(&f->w.loop.wheel, 0);
-    worker_refresh_date(&f->w);
+    h1_refresh_date(&f->w);
     f->c.w = &f->w;
     f->c.fd = 1000;
     f->c.gen = 1;
     f->c.held_head = f->c.held_tail = RH_NO_BUF;
-    parse_conn_init(&f->c);
+    h1_parse_conn_init(&f->c);
 }
 
 static inline void fake_free(struct fake *f)
 {
     if (f->c.req)
-        req_end(f->c.req);
+        h1_req_end(f->c.req);
     mi_free(f->c.in);
-    obuf_release(&f->w, &f->c.pbuf);
-    obuf_release(&f->w, &f->c.wbuf);
+    conn_obuf_release(&f->w, &f->c.pbuf);
+    conn_obuf_release(&f->w, &f->c.wbuf);
     struct rh_req *r;
     while ((r = RH_FREELIST_POP(f->w.free_reqs, next_free)))
         mi_free(r);
@@ -59,7 +59,7 @@ static inline void fake_free(struct fake *f)
         f->w.free_out = *(char **)b;
         mi_free(b);
     }
-    router_free(f->srv.routes);
+    app_router_free(f->srv.routes);
 }
 
 static inline void fake_feed(struct fake *f, const char *s, size_t n)
@@ -71,7 +71,7 @@ static inline void fake_feed(struct fake *f, const char *s, size_t n)
 /* The output so far as a NUL-terminated string (the test owns nothing: it points into pbuf). */
 static inline const char *fake_out(struct fake *f)
 {
-    char *p = obuf_reserve(&f->w, &f->c.pbuf, 1);
+    char *p = conn_obuf_reserve(&f->w, &f->c.pbuf, 1);
     p[0] = 0;
     return f->c.pbuf.data;
 }

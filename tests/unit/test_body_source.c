@@ -30,11 +30,11 @@ static void src_proceed(struct rh_req *r, void *self)
     struct test_src *s = self;
     s->proceeds++;
     if (s->big) {
-        resp_write_raw(r->conn, big_buf, s->big);
+        h1_resp_write_raw(r->conn, big_buf, s->big);
         s->big = 0;
         return;
     }
-    resp_write_raw(r->conn, BODY + s->pieces_sent * s->piece_len, s->piece_len);
+    h1_resp_write_raw(r->conn, BODY + s->pieces_sent * s->piece_len, s->piece_len);
     if (++s->pieces_sent * s->piece_len == sizeof(BODY) - 1)
         h1_body_done(r);
 }
@@ -52,7 +52,7 @@ static const struct h1_body_ops test_ops = {.proceed = src_proceed, .stop = src_
 static void h_src(rh_req *req, void *u)
 {
     src.req = req;
-    if (resp_head_only(req, 200, "text/plain", sizeof(BODY) - 1) == 0)
+    if (h1_resp_head_only(req, 200, "text/plain", sizeof(BODY) - 1) == 0)
         h1_body_attach(req, &test_ops, &src);
 }
 
@@ -86,9 +86,9 @@ static struct rig *rig_new(void)
 {
     struct rig *g = calloc(1, sizeof(*g));
     fake_init(&g->f, NULL);
-    router_add(g->f.srv.routes, "GET", "/src", h_src, NULL, false);
-    router_add(g->f.srv.routes, "GET", "/stream", h_stream, NULL, false);
-    router_add(g->f.srv.routes, "GET", "/p", h_plain, NULL, false);
+    app_router_add(g->f.srv.routes, "GET", "/src", h_src, NULL, false);
+    app_router_add(g->f.srv.routes, "GET", "/stream", h_stream, NULL, false);
+    app_router_add(g->f.srv.routes, "GET", "/p", h_plain, NULL, false);
     assert_int_equal(io_uring_queue_init(64, &g->f.w.loop.ring, 0), 0);
     conn_register_ops(&g->f.w.loop);
     g->f.w.conns = &g->f.c; /* slot 0: completions find the connection */
@@ -124,7 +124,7 @@ static void send_completes(struct rig *g, size_t n)
     g->f.w.loop.handlers[CONN_OP_SEND](&g->f.w.loop, &cqe);
 }
 
-static void flush(struct rig *g) { worker_flush(&g->f.w.loop); }
+static void flush(struct rig *g) { conn_flush_dirty(&g->f.w.loop); }
 
 #define PIPELINED "GET /src HTTP/1.1\r\nHost: a\r\n\r\nGET /p HTTP/1.1\r\nHost: a\r\n\r\n"
 
@@ -209,7 +209,7 @@ static void test_stream_writer_is_stopped_on_close(void **state)
     assert_null(g->f.c.req);
     assert_non_null(g->f.w.orphans); /* until its writer ends it */
     assert_int_equal(writer_calls, 0);
-    resp_run_writable(&g->f.w);
+    h1_resp_run_writable(&g->f.w);
     assert_int_equal(writer_calls, 1);
     assert_int_equal(writer_status, -ECONNRESET);
     assert_null(g->f.w.orphans);

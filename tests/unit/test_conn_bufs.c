@@ -15,17 +15,17 @@ static void test_spill_keeps_order_and_bound(void **state)
     char in[5000], out[5000];
     for (size_t i = 0; i < sizeof(in); i++)
         in[i] = (char)('a' + i % 26);
-    assert_true(spill_append(&c, in, 3000));
-    assert_true(spill_append(&c, in + 3000, 2000));
-    assert_int_equal(spill_take(&c, out, 1234), 1234);
-    assert_int_equal(spill_take(&c, out + 1234, sizeof(out)), 5000 - 1234);
+    assert_true(conn_spill_append(&c, in, 3000));
+    assert_true(conn_spill_append(&c, in + 3000, 2000));
+    assert_int_equal(conn_spill_take(&c, out, 1234), 1234);
+    assert_int_equal(conn_spill_take(&c, out + 1234, sizeof(out)), 5000 - 1234);
     assert_memory_equal(in, out, sizeof(in));
     assert_null(c.spill); /* drained: freed, not kept */
     static char big[RH_SPILL_MAX];
-    assert_true(spill_append(&c, big, RH_SPILL_MAX));
-    assert_false(spill_append(&c, big, 1)); /* past the bound: refused, nothing added */
+    assert_true(conn_spill_append(&c, big, RH_SPILL_MAX));
+    assert_false(conn_spill_append(&c, big, 1)); /* past the bound: refused, nothing added */
     assert_int_equal(c.spill_len, RH_SPILL_MAX);
-    spill_free(&c);
+    conn_spill_free(&c);
     assert_int_equal(c.spill_len, 0);
 }
 
@@ -37,16 +37,16 @@ static void test_starved_fifo(void **state)
     w.held_total = 5;
     for (int i = 0; i < 4; i++) {
         c[i].w = &w;
-        starved_push(&c[i]);
+        conn_starved_push(&c[i]);
     }
-    starved_push(&c[0]); /* already waiting: stays in its place */
-    starved_remove(&c[2]);
+    conn_starved_push(&c[0]); /* already waiting: stays in its place */
+    conn_starved_remove(&c[2]);
     assert_false(c[2].flags & C_STARVED);
-    assert_int_equal(starved_free_buffers(&w), 3);
-    assert_ptr_equal(starved_pop(&w), &c[0]);
-    assert_ptr_equal(starved_pop(&w), &c[1]);
-    assert_ptr_equal(starved_pop(&w), &c[3]);
-    assert_null(starved_pop(&w));
+    assert_int_equal(conn_starved_free_buffers(&w), 3);
+    assert_ptr_equal(conn_starved_pop(&w), &c[0]);
+    assert_ptr_equal(conn_starved_pop(&w), &c[1]);
+    assert_ptr_equal(conn_starved_pop(&w), &c[3]);
+    assert_null(conn_starved_pop(&w));
     assert_null(w.starved_tail);
     for (int i = 0; i < 4; i++)
         assert_false(c[i].flags & C_STARVED);

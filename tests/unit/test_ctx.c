@@ -78,11 +78,11 @@ static void h_b(rh_req *req, void *u)
 static void resume_a(void)
 {
     /* What the ring does for a done callback: make the request current, run, leave. */
-    struct rh_ctx *prev = req_enter(parked_a);
+    struct rh_ctx *prev = h1_req_enter(parked_a);
     snprintf(seen_by_a, sizeof(seen_by_a), "%s", (char *)rh_ctx_get(k_user));
     assert_ptr_equal(rh_current_req(), parked_a);
     rh_respond(parked_a, 200, NULL, "a", 1);
-    req_leave(parked_a, prev);
+    h1_req_leave(parked_a, prev);
 }
 
 static void test_interleaved_requests_are_isolated(void **state)
@@ -90,8 +90,8 @@ static void test_interleaved_requests_are_isolated(void **state)
     struct fake *fa = malloc(sizeof(*fa)), *fb = malloc(sizeof(*fb));
     fake_init(fa, NULL);
     fake_init(fb, NULL);
-    router_add(fa->srv.routes, "GET", "/x", h_a, NULL, false);
-    router_add(fb->srv.routes, "GET", "/x", h_b, NULL, false);
+    app_router_add(fa->srv.routes, "GET", "/x", h_a, NULL, false);
+    app_router_add(fb->srv.routes, "GET", "/x", h_b, NULL, false);
     destroyed = 0;
     destroyed_log[0] = 0;
     FEED(fa, "GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -116,18 +116,18 @@ static void test_destroy_on_orphan(void **state)
 {
     struct fake *f = malloc(sizeof(*f));
     fake_init(f, NULL);
-    router_add(f->srv.routes, "GET", "/x", h_a, NULL, false);
+    app_router_add(f->srv.routes, "GET", "/x", h_a, NULL, false);
     destroyed = 0;
     FEED(f, "GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
     rh_req *r = parked_a;
     /* What conn_finish_close does for a paused request: orphan it. */
     f->c.req = NULL;
     r->conn = NULL;
-    req_detach_head(r);
+    h1_req_detach_head(r);
     assert_int_equal(destroyed, 0);
-    struct rh_ctx *prev = req_enter(r);
+    struct rh_ctx *prev = h1_req_enter(r);
     assert_int_equal(rh_respond(r, 200, NULL, NULL, 0), 0); /* dropped, but ends it */
-    req_leave(r, prev);
+    h1_req_leave(r, prev);
     assert_int_equal(destroyed, 1);
     fake_free(f);
     free(f);
@@ -182,7 +182,7 @@ static struct fake *mw_fake(void)
     assert_int_equal(rh_use(&f->srv, &log), 0);
     assert_int_equal(rh_use(&f->srv, &one), 0);
     assert_int_equal(rh_use(&f->srv, &auth), 0);
-    router_add(f->srv.routes, "GET", "/*", h_ok, NULL, false);
+    app_router_add(f->srv.routes, "GET", "/*", h_ok, NULL, false);
     trace[0] = 0;
     log_count = 0;
     return f;

@@ -65,12 +65,12 @@ static void on_writable(rh_req *req, int status, void *udata)
 
 static void setup_routes(struct fake *f)
 {
-    router_add(f->srv.routes, "GET", "/big", h_big, NULL, false);
-    router_add(f->srv.routes, "GET", "/stream-full", h_stream_full, NULL, false);
-    router_add(f->srv.routes, "GET", "/p", h_plain, NULL, false);
-    router_add(f->srv.routes, "POST", "/echo", h_echo, NULL, false);
-    router_add(f->srv.routes, "GET", "/items/:id", h_inspect, NULL, false);
-    router_add(f->srv.routes, "GET", "/park", h_park, NULL, false);
+    app_router_add(f->srv.routes, "GET", "/big", h_big, NULL, false);
+    app_router_add(f->srv.routes, "GET", "/stream-full", h_stream_full, NULL, false);
+    app_router_add(f->srv.routes, "GET", "/p", h_plain, NULL, false);
+    app_router_add(f->srv.routes, "POST", "/echo", h_echo, NULL, false);
+    app_router_add(f->srv.routes, "GET", "/items/:id", h_inspect, NULL, false);
+    app_router_add(f->srv.routes, "GET", "/park", h_park, NULL, false);
 }
 
 static struct fake *new_fake(void (*tweak)(rh_config *))
@@ -286,7 +286,7 @@ static void test_output_backpressure_stops_parsing(void **state)
     assert_int_equal(count_of(fake_out(f), "HTTP/1.1 200"), 3); /* 300 KiB >= 256 KiB */
     assert_true(f->c.flags & C_OUT_FULL);
     assert_true(f->c.in_off < f->c.in_len);
-    obuf_release(&f->w, &f->c.pbuf); /* as if sent */
+    conn_obuf_release(&f->w, &f->c.pbuf); /* as if sent */
     conn_process(&f->c);
     assert_int_equal(count_of(fake_out(f), "HTTP/1.1 200"), 3); /* the other three */
     assert_int_equal(f->c.in_off, f->c.in_len);
@@ -307,28 +307,28 @@ static void test_stream_writer_backpressure(void **state)
     assert_int_equal(stream_chunks, 4); /* 4 x 64 KiB + framing: just past 256 KiB */
     assert_true(conn_out_queued(&f->c) >= RH_OUT_HIGH);
     assert_int_equal(rh_resp_on_writable(parked, on_writable, NULL), 0);
-    resp_run_writable(&f->w);
+    h1_resp_run_writable(&f->w);
     assert_int_equal(writable_calls, 0); /* still full: waits for the send */
     int ret = 0;
     for (int i = 0; i < 300 && ret >= 0; i++)
         ret = rh_resp_write(parked, big_body, sizeof(big_body));
     assert_int_equal(ret, -ENOBUFS);
     assert_true(conn_out_queued(&f->c) <= RH_OUT_MAX);
-    obuf_release(&f->w, &f->c.pbuf); /* as if sent */
+    conn_obuf_release(&f->w, &f->c.pbuf); /* as if sent */
     assert_int_equal(rh_resp_on_writable(parked, on_writable, NULL), 0);
-    resp_run_writable(&f->w);
+    h1_resp_run_writable(&f->w);
     assert_int_equal(writable_calls, 1);
     assert_int_equal(writable_status, 0);
     /* the client leaves while the writer waits: it is told, and ends the response */
-    obuf_release(&f->w, &f->c.pbuf);
+    conn_obuf_release(&f->w, &f->c.pbuf);
     for (int i = 0; i < 4; i++)
         rh_resp_write(parked, big_body, 64 * 1024);
     assert_int_equal(rh_resp_on_writable(parked, on_writable, NULL), 0);
     rh_req *r = parked;
     f->c.req = NULL;
-    req_orphan(r);
+    h1_req_orphan(r);
     assert_int_equal(rh_resp_on_writable(r, on_writable, NULL), -ECONNRESET);
-    resp_run_writable(&f->w);
+    h1_resp_run_writable(&f->w);
     assert_int_equal(writable_calls, 2);
     assert_int_equal(writable_status, -ECONNRESET);
     assert_null(f->w.orphans); /* rh_resp_end released it */
@@ -346,7 +346,7 @@ static void test_handler_deadline_answers_500(void **state)
     assert_non_null(parked);
     assert_true(rh_timer_armed(&f->c.timer));
     rh_timer_cancel(&f->w.loop.wheel, &f->c.timer); /* expiry by hand: the fake has no fn */
-    req_deadline(parked);
+    h1_req_deadline(parked);
     const char *out = fake_out(f);
     assert_int_equal(status_of(out), 500);
     assert_non_null(strstr(out, "Connection: close\r\n"));
@@ -377,7 +377,7 @@ static void test_handler_deadline_suspended_middleware(void **state)
     assert_non_null(parked);
     assert_int_equal(f->c.pbuf.len, 0);
     rh_timer_cancel(&f->w.loop.wheel, &f->c.timer);
-    req_deadline(parked);
+    h1_req_deadline(parked);
     assert_int_equal(status_of(fake_out(f)), 500);
     size_t len = f->c.pbuf.len;
     rh_next(parked); /* the route's handler answers "Hello" into the void */
@@ -523,7 +523,7 @@ static void h_inject(rh_req *req, void *u)
 static void test_header_injection_refused(void **state)
 {
     struct fake *f = new_fake(NULL);
-    router_add(f->srv.routes, "GET", "/inject", h_inject, NULL, false);
+    app_router_add(f->srv.routes, "GET", "/inject", h_inject, NULL, false);
     FEED(f, "GET /inject HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_memory_equal(hdr_result, "\1\1\1\1", 4);
     assert_null(strstr(fake_out(f), "Set-Cookie"));
@@ -542,12 +542,12 @@ static void h_stream(rh_req *req, void *u)
 static void test_chunked_response(void **state)
 {
     struct fake *f = new_fake(NULL);
-    router_add(f->srv.routes, "GET", "/stream", h_stream, NULL, false);
+    app_router_add(f->srv.routes, "GET", "/stream", h_stream, NULL, false);
     FEED(f, "GET /stream HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_non_null(strstr(fake_out(f), "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n12\r\n0123456789abcdefXY\r\n0\r\n\r\n"));
     done(f);
     f = new_fake(NULL); /* HTTP/1.0 has no chunked encoding: close-delimited instead */
-    router_add(f->srv.routes, "GET", "/stream", h_stream, NULL, false);
+    app_router_add(f->srv.routes, "GET", "/stream", h_stream, NULL, false);
     FEED(f, "GET /stream HTTP/1.0\r\n\r\n");
     assert_null(strstr(fake_out(f), "chunked"));
     assert_non_null(strstr(fake_out(f), "Connection: close\r\n\r\nabc0123456789abcdefXY"));

@@ -79,7 +79,7 @@ static void test_request_ids_unique_across_rings(void **state)
         for (uint64_t k = 1; k <= PER_RING; k++) {
             /* counters far apart too: a counter that a fixed width would wrap */
             uint64_t count = k < PER_RING / 2 ? k : (k << 44) + ring;
-            request_id_format(ids[n], 0x5f3a1c2bu, ring, count);
+            obs_request_id_format(ids[n], 0x5f3a1c2bu, ring, count);
             assert_true(strlen(ids[n]) <= 36); /* fits a client id's limit, and logs */
             n++;
         }
@@ -88,7 +88,7 @@ static void test_request_ids_unique_across_rings(void **state)
         if (strcmp(ids[i - 1], ids[i]) == 0)
             fail_msg("duplicate request id %s", ids[i]);
     char one[40];
-    request_id_format(one, 0xabcu, 17, 5);
+    obs_request_id_format(one, 0xabcu, 17, 5);
     assert_string_equal(one, "00000abc-11-000000000005");
 }
 

@@ -28,15 +28,15 @@ static int setup(void **state)
     f = malloc(sizeof(*f));
     fake_init(f, NULL);
     struct rh_route_node *r = f->srv.routes;
-    assert_int_equal(router_add(r, "GET", "/", named, "root", false), 0);
-    assert_int_equal(router_add(r, "GET", "/users/me", named, "me", false), 0);
-    assert_int_equal(router_add(r, "GET", "/users/:id", named, "user", false), 0);
-    assert_int_equal(router_add(r, "GET", "/users/:id/posts/:post", named, "post", false), 0);
-    assert_int_equal(router_add(r, "GET", "/users/me/settings", named, "settings", false), 0);
-    assert_int_equal(router_add(r, "GET", "/static/*", named, "static", false), 0);
-    assert_int_equal(router_add(r, "*", "/any", named, "any", false), 0);
-    assert_int_equal(router_add(r, "POST", "/form", named, "form-post", false), 0);
-    assert_int_equal(router_add(r, "PUT", "/form", named, "form-put", false), 0);
+    assert_int_equal(app_router_add(r, "GET", "/", named, "root", false), 0);
+    assert_int_equal(app_router_add(r, "GET", "/users/me", named, "me", false), 0);
+    assert_int_equal(app_router_add(r, "GET", "/users/:id", named, "user", false), 0);
+    assert_int_equal(app_router_add(r, "GET", "/users/:id/posts/:post", named, "post", false), 0);
+    assert_int_equal(app_router_add(r, "GET", "/users/me/settings", named, "settings", false), 0);
+    assert_int_equal(app_router_add(r, "GET", "/static/*", named, "static", false), 0);
+    assert_int_equal(app_router_add(r, "*", "/any", named, "any", false), 0);
+    assert_int_equal(app_router_add(r, "POST", "/form", named, "form-post", false), 0);
+    assert_int_equal(app_router_add(r, "PUT", "/form", named, "form-put", false), 0);
     return 0;
 }
 
@@ -54,7 +54,7 @@ static const char *route(const char *method, const char *path)
     char req[512];
     int n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: a\r\n\r\n", method, path);
     f->c.pbuf.len = 0;
-    parse_conn_init(&f->c);
+    h1_parse_conn_init(&f->c);
     f->c.flags = 0;
     fake_feed(f, req, (size_t)n);
     const char *all = fake_out(f);
@@ -108,7 +108,7 @@ static void test_query_not_part_of_path(void **state)
     assert_string_equal(route("GET", "/users/9?x=1"), "200 user id=9");
 }
 
-/* router_match is a function of strings alone: no request, offsets into the path given. */
+/* app_router_match is a function of strings alone: no request, offsets into the path given. */
 static rh_str str(const char *s) { return (rh_str){s, strlen(s)}; }
 
 static void test_match_is_pure(void **state)
@@ -116,7 +116,7 @@ static void test_match_is_pure(void **state)
     struct route_match m;
     char allowed[64];
     const char *path = "/users/42/posts/7";
-    assert_int_equal(router_match(f->srv.routes, str("GET"), false, str(path), &m, allowed,
+    assert_int_equal(app_router_match(f->srv.routes, str("GET"), false, str(path), &m, allowed,
                                   sizeof(allowed)), 0);
     assert_string_equal(m.entry->h.udata, "post");
     assert_int_equal(m.nparams, 2);
@@ -126,14 +126,14 @@ static void test_match_is_pure(void **state)
     assert_string_equal(m.params[1].name, "post");
     assert_int_equal(m.params[1].off, 16);
     assert_int_equal(m.params[1].len, 1);
-    assert_int_equal(router_match(f->srv.routes, str("HEAD"), true, str("/users/me"), &m,
+    assert_int_equal(app_router_match(f->srv.routes, str("HEAD"), true, str("/users/me"), &m,
                                   allowed, sizeof(allowed)), 0);
     assert_string_equal(m.entry->h.udata, "me");
-    assert_int_equal(router_match(f->srv.routes, str("GET"), false, str("/form"), &m, allowed,
+    assert_int_equal(app_router_match(f->srv.routes, str("GET"), false, str("/form"), &m, allowed,
                                   sizeof(allowed)), 405);
     assert_null(m.entry);
     assert_string_equal(allowed, "PUT, POST");
-    assert_int_equal(router_match(f->srv.routes, str("GET"), false, str("/nope"), &m, allowed,
+    assert_int_equal(app_router_match(f->srv.routes, str("GET"), false, str("/nope"), &m, allowed,
                                   sizeof(allowed)), 404);
     assert_null(m.entry);
 }
@@ -141,10 +141,10 @@ static void test_match_is_pure(void **state)
 static void test_add_errors(void **state)
 {
     struct rh_route_node *r = f->srv.routes;
-    assert_int_equal(router_add(r, "GET", "/users/me", named, "dup", false), -EEXIST);
-    assert_int_equal(router_add(r, "GET", "/users/:other", named, "x", false), -EINVAL);
-    assert_int_equal(router_add(r, "GET", "no-slash", named, "x", false), -EINVAL);
-    assert_int_equal(router_add(r, "AVERYLONGMETHODNAME", "/x", named, "x", false), -EINVAL);
+    assert_int_equal(app_router_add(r, "GET", "/users/me", named, "dup", false), -EEXIST);
+    assert_int_equal(app_router_add(r, "GET", "/users/:other", named, "x", false), -EINVAL);
+    assert_int_equal(app_router_add(r, "GET", "no-slash", named, "x", false), -EINVAL);
+    assert_int_equal(app_router_add(r, "AVERYLONGMETHODNAME", "/x", named, "x", false), -EINVAL);
 }
 
 int main(void)

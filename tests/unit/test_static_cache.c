@@ -33,7 +33,7 @@ static struct fixture *fixture_new(unsigned cap)
 static void fixture_free(struct fixture *f)
 {
     while (f->sr.lru_first)
-        fcache_unlink(&f->sr, f->sr.lru_first);
+        static_cache_unlink(&f->sr, f->sr.lru_first);
     free(f->sr.buckets);
     free(f);
 }
@@ -52,14 +52,14 @@ static int insert(struct fixture *f, const char *path, uint64_t size)
     f->x.stx.stx_mtime.tv_sec = 784111777;
     f->x.path_len = (uint32_t)strlen(path);
     memcpy(f->x.path, path, f->x.path_len + 1);
-    assert_non_null(fcache_insert(&f->sr, &f->x));
+    assert_non_null(static_cache_insert(&f->sr, &f->x));
     assert_int_equal(f->x.fd, -1); /* the entry owns it now */
     return fd;
 }
 
 static struct fentry *find(struct fixture *f, const char *path)
 {
-    return fcache_find(&f->sr, &f->m, path, strlen(path));
+    return static_cache_find(&f->sr, &f->m, path, strlen(path));
 }
 
 static void test_lru_evicts_the_least_recent(void **state)
@@ -85,12 +85,12 @@ static void test_evicted_entry_keeps_its_fd_while_referenced(void **state)
 {
     struct fixture *f = fixture_new(1);
     int a = insert(f, "big.bin", 1 << 20);
-    struct fentry *ea = fentry_get(find(f, "big.bin")); /* a splice in flight */
+    struct fentry *ea = static_fentry_get(find(f, "big.bin")); /* a splice in flight */
     insert(f, "other.bin", 5);                         /* evicts big.bin */
     assert_null(find(f, "big.bin"));
     assert_false(ea->linked);
     assert_true(fd_open(a)); /* not closed under the transfer */
-    fentry_put(&f->sr, ea);   /* the transfer ends */
+    static_fentry_put(&f->sr, ea);   /* the transfer ends */
     assert_false(fd_open(a));
     fixture_free(f);
 }
