@@ -204,6 +204,7 @@ static void worker_loop(struct rh_worker *w)
         rh_loop_drain(&w->loop, 2000);
     }
     obs_access_log_worker_stop(w);
+    static_worker_abandon(w); /* first: a transfer's request is ended once, by it */
     conn_abandon_requests(w);
 }
 

@@ -542,9 +542,12 @@ void static_worker_start(struct rh_worker *w)
     rh_loop_on(&w->loop, STATIC_OP_FILE, on_file_cqe);
 }
 
-/* After the ring's final drain. Transfers still holding a request (ops that never
- * completed) end it; every fd goes with close(2): the ring takes no more ops. */
-void static_worker_stop(struct rh_worker *w)
+/* After the ring's final drain, before the connections' requests are abandoned: transfers
+ * still holding a request (ops that never completed) end it here, first, so that the
+ * request is off its connection and off the orphan list when conn_abandon_requests and
+ * h1_req_release_orphans run (each would otherwise end it a second time and push it on
+ * the free list twice). */
+void static_worker_abandon(struct rh_worker *w)
 {
     struct static_ring *sr = w->fstatic;
     if (!sr)
@@ -557,10 +560,19 @@ void static_worker_stop(struct rh_worker *w)
             if (r->body_src.self == x)
                 r->body_src.ops = NULL;
             static_xfer_free(x);
-            r->conn = NULL;
-            h1_req_end(r);
+            h1_req_end(r); /* clears its connection's c->req and its orphan link */
         }
     }
+}
+
+/* After the ring's final drain and static_worker_abandon: every fd goes with close(2), the
+ * ring takes no more ops. */
+void static_worker_stop(struct rh_worker *w)
+{
+    struct static_ring *sr = w->fstatic;
+    if (!sr)
+        return;
+    static_worker_abandon(w); /* none left in the usual order; a caller that skipped it */
     while (sr->lru_first)
         static_cache_unlink(sr, sr->lru_first);
     for (unsigned i = 0; i < sr->npipes; i++) {

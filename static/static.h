@@ -70,6 +70,7 @@ struct rh_server;
 
 /* static.c */
 void static_worker_start(struct rh_worker *w); /* on the ring's thread, after its ops */
+void static_worker_abandon(struct rh_worker *w); /* after the final drain: ends held requests */
 void static_worker_stop(struct rh_worker *w);  /* after the final drain */
 void static_free(struct rh_server *srv);
 
