@@ -270,11 +270,11 @@ static void live_destroy(void *v)
 }
 
 /* Wrapped (-Wl,--wrap=h1_req_acquire): a context slot whose destructor runs when it ends. */
-struct rh_req *__real_req_acquire(struct rh_worker *w, struct rh_conn *c);
-struct rh_req *__wrap_req_acquire(struct rh_worker *w, struct rh_conn *c);
-struct rh_req *__wrap_req_acquire(struct rh_worker *w, struct rh_conn *c)
+struct rh_req *__real_h1_req_acquire(struct rh_worker *w, struct rh_conn *c);
+struct rh_req *__wrap_h1_req_acquire(struct rh_worker *w, struct rh_conn *c);
+struct rh_req *__wrap_h1_req_acquire(struct rh_worker *w, struct rh_conn *c)
 {
-    struct rh_req *r = __real_req_acquire(w, c);
+    struct rh_req *r = __real_h1_req_acquire(w, c);
     struct world *W = world_of(w);
     W->live_reqs++;
     FZ_CHECK(rh_req_ctx_set(r, live_key, W) == 0, "context slot");
