@@ -17,8 +17,8 @@
 /* input.c: the connection's input through the parser (parse.h), acted on: requests are
  * created, given their head and body, and dispatched, one at a time in pipelining order.
  * The conn_proto hooks on_open and on_input. */
-void h1_parse_conn_init(struct rh_conn *c);
-int h1_parse_execute(struct rh_conn *c); /* from c->in_off; > 0: fail with that status */
+void h1_input_open(struct rh_conn *c);
+int h1_input_execute(struct rh_conn *c); /* from c->in_off; > 0: fail with that status */
 
 /* body_rate.c: the minimum request-body rate (rh_config.min_body_rate); conn_proto hooks */
 uint64_t h1_body_rate_deadline(struct rh_conn *c, uint64_t gap_deadline_ms);

@@ -23,7 +23,7 @@ static struct h1_parser *conn_parser(struct rh_conn *c)
 }
 
 /* conn_proto.on_open: a fresh parser, with the server's limits, for a new connection. */
-void h1_parse_conn_init(struct rh_conn *c)
+void h1_input_open(struct rh_conn *c)
 {
     h1_parser_init(conn_parser(c), &c->w->srv->cfg);
 }
@@ -126,7 +126,7 @@ static int on_body(struct rh_req *r, const char *at, size_t len, size_t max)
 /* Parses from c->in_off and acts on the events, up to the end of the input, a head with a
  * body, or a dispatched request. Returns 0, or an HTTP status to fail the connection with
  * (then every byte is consumed: nothing after an error is trusted). */
-int h1_parse_execute(struct rh_conn *c)
+int h1_input_execute(struct rh_conn *c)
 {
     struct h1_event_data ev;
     for (;;) {

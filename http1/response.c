@@ -270,23 +270,17 @@ int rh_resp_write(rh_req *r, const void *data, size_t len)
 
 /* ---- streaming back-pressure: a writer waiting for room is a body source ---- */
 
-/* proceed: there is room (or the output drained): the writer is called at the next flush,
- * in order with the others and outside the completion that found the room. */
-static void stream_proceed(struct rh_req *r, void *self)
+/* Both ops wake the writer at the next flush, in order with the others and outside the
+ * completion that found the room: proceed (there is room, or the output drained) calls it
+ * with 0; stop (the client left, r->conn is NULL) with -ECONNRESET, and the writer ends the
+ * response itself (rh_resp_end), which ends r. */
+static void stream_wake(struct rh_req *r, void *self)
 {
     (void)self;
     h1_resp_writable_ready(r);
 }
 
-/* stop: the client left (r->conn is NULL): the writer is called with -ECONNRESET and ends
- * the response itself (rh_resp_end), which ends r. */
-static void stream_stop(struct rh_req *r, void *self)
-{
-    (void)self;
-    h1_resp_writable_ready(r);
-}
-
-static const struct h1_body_ops stream_ops = {.proceed = stream_proceed, .stop = stream_stop};
+static const struct h1_body_ops stream_ops = {.proceed = stream_wake, .stop = stream_wake};
 
 int rh_resp_on_writable(rh_req *r, rh_writable_fn fn, void *udata)
 {

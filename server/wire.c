@@ -21,8 +21,8 @@ static void http1_closed(struct rh_conn *c, bool abandoned)
     if (c->flags & C_PAUSED) {
         h1_req_orphan(r);     /* its handler still runs: it ends the orphan */
         app_offload_cancel(r); /* not started yet: it never will */
-        /* Abandoned: the ring is gone, a body source may not touch it (static_worker_stop
-         * ends a transfer's request) */
+        /* Abandoned: the ring is gone, a body source may not touch it (static_worker_abandon
+         * has ended a transfer's request before this) */
         if (abandoned || !h1_body_stop(r))
             app_req_orphaned(r); /* waiting only for its ring timer: ends now */
         return;
@@ -45,8 +45,8 @@ static void http1_after_flush(struct rh_worker *w)
 }
 
 static const struct conn_proto http1_proto = {
-    .on_open = h1_parse_conn_init,
-    .on_input = h1_parse_execute,
+    .on_open = h1_input_open,
+    .on_input = h1_input_execute,
     .input_keep = h1_req_input_keep,
     .on_writable = h1_on_writable,
     .input_moved = h1_req_input_moved,

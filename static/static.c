@@ -572,7 +572,8 @@ void static_worker_stop(struct rh_worker *w)
     struct static_ring *sr = w->fstatic;
     if (!sr)
         return;
-    static_worker_abandon(w); /* none left in the usual order; a caller that skipped it */
+    for (uint32_t i = 0; i < sr->nxfers; i++) /* ending one here would end it twice: */
+        assert(!sr->xfers[i]->req);            /* the orphan release has run since */
     while (sr->lru_first)
         static_cache_unlink(sr, sr->lru_first);
     for (unsigned i = 0; i < sr->npipes; i++) {

@@ -16,7 +16,7 @@
 
 /* Same names as ringhttp's and llhttp's internal functions, different meanings. */
 int conn_close(int x) { return x + 1; }
-int h1_parse_execute(const char *s) { return (int)strlen(s); }
+int h1_input_execute(const char *s) { return (int)strlen(s); }
 int app_router_match(int a, int b) { return a * b; }
 int h1_req_end(void) { return 7; }
 int llhttp_init(void) { return 11; }
@@ -76,7 +76,7 @@ static bool malloc_is_libc(void)
 
 int main(void)
 {
-    if (conn_close(1) != 2 || h1_parse_execute("abc") != 3 || app_router_match(6, 7) != 42 ||
+    if (conn_close(1) != 2 || h1_input_execute("abc") != 3 || app_router_match(6, 7) != 42 ||
         h1_req_end() != 7 || llhttp_init() != 11)
         return fail("the program's own functions were replaced"), 1;
     rh_config cfg;

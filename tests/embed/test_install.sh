@@ -3,7 +3,7 @@
 # prefix, then, only against what was installed:
 #   - the libraries: no global symbol but rh_* (.a and .so), every function of the header
 #     exported, a SONAME, no libmimalloc needed at link time;
-#   - tests/embed/collide.c (defines conn_close, h1_parse_execute, app_router_match, llhttp_init; checks
+#   - tests/embed/collide.c (defines conn_close, h1_input_execute, app_router_match, llhttp_init; checks
 #     that its malloc is libc's) built with pkg-config (shared, and static), run;
 #   - every examples/*.c (or examples/NAME/ with its .c files: one program; a file
 #     examples/NAME/pkgs names the extra pkg-config modules it needs) and every ```c block of

@@ -36,7 +36,7 @@ static inline void fake_init(struct fake *f, void (*tweak)(rh_config *cfg))
     f->c.fd = 1000;
     f->c.gen = 1;
     f->c.held_head = f->c.held_tail = RH_NO_BUF;
-    h1_parse_conn_init(&f->c);
+    h1_input_open(&f->c);
 }
 
 static inline void fake_free(struct fake *f)

@@ -54,7 +54,7 @@ static const char *route(const char *method, const char *path)
     char req[512];
     int n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: a\r\n\r\n", method, path);
     f->c.pbuf.len = 0;
-    h1_parse_conn_init(&f->c);
+    h1_input_open(&f->c);
     f->c.flags = 0;
     fake_feed(f, req, (size_t)n);
     const char *all = fake_out(f);
