@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "tests/fuzz/fuzz.h"
+#include "tests/fuzz/ctrl_limits.h"
 #include "base/freelist.h"
 
 enum { CTRL_LEN = 16, SCHED_OFF = 6, SCHED_LEN = 10 };
@@ -320,13 +321,7 @@ static void configure(rh_config *cfg, const uint8_t *ctrl, unsigned nstreams)
     cfg->recv_buffers = nbufs[(ctrl[5] >> 2) & 3];
     /* bit 7: one slot fewer than clients, so an accept finds the slab full */
     cfg->max_conns = nstreams > 1 && (ctrl[0] & 128) ? nstreams - 1 : nstreams;
-    if (ctrl[0] & 2) {
-        cfg->max_header_size = 24 + 32u * ctrl[1];
-        cfg->max_uri = 1 + 4u * ctrl[2] < cfg->max_header_size ? 1 + 4u * ctrl[2]
-                                                               : cfg->max_header_size;
-        cfg->max_body = 3u * ctrl[3];
-        cfg->max_headers = ctrl[4] % 20;
-    }
+    fuzz_ctrl_limits(cfg, ctrl);
     /* What rh_server_new's check_config insists on. */
     FZ_CHECK(cfg->max_header_size + cfg->recv_buffer_size <= RH_IN_BLOCK &&
                  cfg->max_uri <= cfg->max_header_size,

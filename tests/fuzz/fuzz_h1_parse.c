@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include "http1/parse.h"
+#include "tests/fuzz/ctrl_limits.h"
 
 #define CHECK(cond, ...)                                                                       \
     do {                                                                                       \
@@ -195,13 +196,7 @@ static void limits(rh_config *cfg, const uint8_t *ctrl)
     cfg->max_header_size = 12288;
     cfg->max_uri = 8192;
     cfg->max_headers = 100;
-    if (ctrl[0] & 2) {
-        cfg->max_header_size = 24 + 32u * ctrl[1];
-        cfg->max_uri = 1 + 4u * ctrl[2] < cfg->max_header_size ? 1 + 4u * ctrl[2]
-                                                               : cfg->max_header_size;
-        cfg->max_body = 3u * ctrl[3];
-        cfg->max_headers = ctrl[4] % 20;
-    }
+    fuzz_ctrl_limits(cfg, ctrl);
 }
 
 static struct run whole, split;
